@@ -1,0 +1,11 @@
+"""Data for every chapter, generated or shipped offline.
+
+- :mod:`lfd13.data.digits` — scikit-learn's handwritten digits, a fixed split, few-label subsets.
+
+Other submodules add the coloured-shape images with captions (CLIP), the English
+text corpus (BERT) and the labelled text task (fine-tuning, PEFT).
+"""
+
+from lfd13.data.digits import DigitsSplit, labelled_subset, load_digits, subset_indices
+
+__all__ = ["DigitsSplit", "labelled_subset", "load_digits", "subset_indices"]

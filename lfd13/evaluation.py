@@ -1,0 +1,170 @@
+"""Evaluating representations: accuracy, linear probes and few-label evaluation.
+
+A *linear probe* freezes an encoder, extracts its features and fits only a
+linear classifier (multinomial logistic regression) on top. It is the standard
+yardstick of self-supervised learning (e.g. He et al. 2022, Radford et al.
+2021): a good representation makes the classes linearly separable. Evaluating
+with 1, 5, 10 … labels per class, over several seeds, measures what the
+lecture calls *data efficiency*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from lfd13.data.digits import subset_indices
+from lfd13.runtime import get_device
+
+
+def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Fraction of correct predictions.
+
+    Args:
+        pred: [N] predicted class ids, or [N, C] scores (argmax taken).
+        target: [N] true class ids.
+    """
+    if pred.ndim == 2:
+        pred = pred.argmax(dim=-1)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape [N]")
+    if len(target) == 0:
+        raise ValueError("cannot compute the accuracy of an empty set")
+    return float((pred.cpu() == target.cpu()).float().mean())
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Run a frozen encoder over ``x`` in batches.
+
+    Args:
+        encoder: maps a batch [b, ...] to features [b, D] (an ``nn.Module`` is put in eval mode).
+        x: [N, ...] inputs.
+        batch_size: inputs per forward pass.
+        device: where the encoder runs (default :func:`lfd13.get_device`).
+
+    Returns:
+        [N, D] float features on the CPU.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    if isinstance(encoder, torch.nn.Module):
+        encoder.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        f = encoder(x[i : i + batch_size].to(device))
+        if f.ndim != 2:
+            raise ValueError(f"the encoder must return [B, D] features, got shape {tuple(f.shape)}; pool or flatten them")
+        out.append(f.float().cpu())
+    return torch.cat(out)
+
+
+def _as_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    c: float = 1.0,
+    max_iter: int = 2000,
+) -> float:
+    """Fit a logistic-regression probe on frozen features and return its test accuracy.
+
+    Features are standardised with the training set's statistics first.
+
+    Args:
+        train_features: [N, D] features of the labelled examples.
+        train_labels: [N] their labels.
+        test_features: [M, D] features of the test examples.
+        test_labels: [M] their labels.
+        c: inverse L2 regularisation strength of the logistic regression.
+        max_iter: solver iterations.
+    """
+    xtr, ytr = _as_numpy(train_features), _as_numpy(train_labels)
+    xte, yte = _as_numpy(test_features), _as_numpy(test_labels)
+    if xtr.ndim != 2 or xte.ndim != 2:
+        raise ValueError(f"features must be 2-D [N, D], got {xtr.shape} and {xte.shape}; flatten them first")
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(f"train and test features differ in width: {xtr.shape[1]} vs {xte.shape[1]}")
+    if len(xtr) != len(ytr) or len(xte) != len(yte):
+        raise ValueError("each feature matrix needs one label per row")
+    if len(np.unique(ytr)) < 2:
+        raise ValueError("the probe needs labelled examples of at least two classes")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    probe.fit(xtr, ytr)
+    return float((probe.predict(xte) == yte).mean())
+
+
+@dataclass(frozen=True)
+class FewLabelResult:
+    """Probe accuracies at one number of labels per class, over several seeds.
+
+    Attributes:
+        n_per_class: labels per class (``None`` = all training labels).
+        accuracies: one test accuracy per seed.
+    """
+
+    n_per_class: int | None
+    accuracies: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.accuracies))
+
+    def __str__(self) -> str:
+        n = "all" if self.n_per_class is None else self.n_per_class
+        return f"{n} per class: {self.mean:.3f} ± {self.std:.3f}"
+
+
+def few_label_evaluation(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    n_per_class: Sequence[int | None],
+    seeds: Sequence[int] = (0, 1, 2),
+    fit_and_score: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], float] = linear_probe,
+) -> list[FewLabelResult]:
+    """Linear-probe accuracy with ``n`` labels per class, for each ``n`` and seed.
+
+    With all labels (``None``) there is nothing to draw, so a single run is made.
+
+    Args:
+        train_features: [N, D] features of the whole training pool.
+        train_labels: [N] its labels (only the drawn subset is used for fitting).
+        test_features: [M, D] features of the test set.
+        test_labels: [M] labels of the test set.
+        n_per_class: the label budgets, e.g. ``(1, 5, 10, None)``.
+        seeds: one draw of the labelled subset per seed.
+        fit_and_score: the classifier, by default :func:`linear_probe`.
+    """
+    if not seeds:
+        raise ValueError("give at least one seed")
+    results = []
+    for n in n_per_class:
+        accs = []
+        for seed in seeds if n is not None else seeds[:1]:
+            idx = subset_indices(torch.as_tensor(train_labels), n, seed=seed)
+            accs.append(fit_and_score(train_features[idx], train_labels[idx], test_features, test_labels))
+        results.append(FewLabelResult(n, tuple(accs)))
+    return results
