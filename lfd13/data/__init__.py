@@ -7,5 +7,6 @@ text corpus (BERT) and the labelled text task (fine-tuning, PEFT).
 """
 
 from lfd13.data.digits import DigitsSplit, labelled_subset, load_digits, subset_indices
+from lfd13.data.newsgroups import TextSplit, load_newsgroups
 
-__all__ = ["DigitsSplit", "labelled_subset", "load_digits", "subset_indices"]
+__all__ = ["DigitsSplit", "labelled_subset", "load_digits", "subset_indices", "TextSplit", "load_newsgroups"]
