@@ -6,7 +6,8 @@ Other submodules add the coloured-shape images with captions (CLIP), the English
 text corpus (BERT) and the labelled text task (fine-tuning, PEFT).
 """
 
+from lfd13.data.corpus import CorpusSplit, Document, load_corpus
 from lfd13.data.digits import DigitsSplit, labelled_subset, load_digits, subset_indices
 from lfd13.data.newsgroups import TextSplit, load_newsgroups
 
-__all__ = ["DigitsSplit", "labelled_subset", "load_digits", "subset_indices", "TextSplit", "load_newsgroups"]
+__all__ = ["CorpusSplit", "Document", "load_corpus", "DigitsSplit", "labelled_subset", "load_digits", "subset_indices", "TextSplit", "load_newsgroups"]
