@@ -1,0 +1,93 @@
+"""The book builds with no Sphinx warnings, from the outputs committed in the notebooks.
+
+nbval (collected from book/) executes every notebook once and checks that it
+reproduces its committed outputs; this build then renders those same outputs,
+so no notebook is executed twice in one test run.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "_build" / "test-book"
+HTML = OUT / "_build" / "html"
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        for ch in part.get("chapters", []):
+            files.append(ch["file"])
+            files.extend(s["file"] for s in ch.get("sections", []))
+    return files
+
+
+def test_toc_lists_only_pages_that_exist():
+    for f in toc_files():
+        assert any((ROOT / f"{f}{ext}").is_file() for ext in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
+
+
+def test_every_book_notebook_is_in_the_toc():
+    listed = set(toc_files())
+    for nb in (ROOT / "book").glob("*.ipynb"):
+        assert f"book/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+
+
+def test_book_notebooks_are_committed_with_outputs():
+    import nbformat
+
+    for nb_path in sorted((ROOT / "book").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+        assert code and all(c.get("execution_count") for c in code), f"{nb_path.name}: run it with benchmarks/notebooks.py --write"
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """Build the whole site once, without executing notebooks, failing on any warning."""
+    config = OUT / "_config_noexec.yml"
+    OUT.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "_config.yml").read_text()
+    assert "execute_notebooks: cache" in text
+    config.write_text(text.replace("execute_notebooks: cache", 'execute_notebooks: "off"'))
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", "html",
+        "--config", str(config), "--path-output", str(OUT), "-W", "-n", "--keep-going", "--all",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    (OUT / "build.log").write_text(log)
+    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR)\b", line)]
+    assert proc.returncode == 0 and not warnings, "book build failed or warned:\n" + "\n".join(warnings or log.splitlines()[-40:])
+    return HTML
+
+
+def test_book_builds_without_warnings(built_book):
+    assert (built_book / "index.html").is_file()
+
+
+def test_every_toc_page_is_rendered_with_its_figures(built_book):
+    for f in toc_files():
+        page = built_book / f"{f}.html"
+        assert page.is_file(), f"{page} missing"
+    import nbformat
+
+    for nb_path in (ROOT / "book").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        n_figs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        html = (built_book / "book" / f"{nb_path.stem}.html").read_text()
+        assert html.count("<img") >= n_figs, f"{nb_path.name}: {n_figs} figures in the notebook, fewer in the page"
+
+
+def test_glued_numbers_are_rendered(built_book):
+    html = (built_book / "book" / "01_label_bottleneck.html").read_text()
+    assert "{glue" not in html and "ch1_acc_1" not in html
+    assert re.search(r"reaches <span[^>]*>0\.\d{3}</span>", html) or re.search(r"0\.\d{3}", html)

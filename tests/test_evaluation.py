@@ -1,0 +1,61 @@
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from lfd13.data import load_digits
+from lfd13.evaluation import FewLabelResult, accuracy, extract_features, few_label_evaluation, linear_probe
+
+
+def test_accuracy_from_ids_and_scores():
+    y = torch.tensor([0, 1, 2, 1])
+    assert accuracy(torch.tensor([0, 1, 1, 1]), y) == 0.75
+    scores = torch.nn.functional.one_hot(y, 3).float()
+    assert accuracy(scores, y) == 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        accuracy(torch.tensor([0, 1]), y)
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(torch.tensor([]), torch.tensor([]))
+
+
+def test_extract_features_batches_and_checks_shape():
+    enc = torch.nn.Flatten()
+    x = torch.rand(10, 1, 2, 2)
+    f = extract_features(enc, x, batch_size=3, device="cpu")
+    assert torch.equal(f, x.flatten(1))
+    with pytest.raises(ValueError, match=r"\[B, D\]"):
+        extract_features(lambda t: t, x, device="cpu")
+
+
+def test_linear_probe_on_pixels_agrees_with_sklearn_and_is_good():
+    d = load_digits()
+    acc = linear_probe(d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test)
+    assert acc > 0.93
+    with pytest.raises(ValueError, match="2-D"):
+        linear_probe(d.x_train, d.y_train, d.x_test, d.y_test)
+    with pytest.raises(ValueError, match="at least two classes"):
+        linear_probe(torch.rand(3, 2), torch.zeros(3), torch.rand(3, 2), torch.zeros(3))
+
+
+def test_few_label_evaluation_structure_and_trend():
+    d = load_digits()
+    res = few_label_evaluation(
+        d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test, n_per_class=(1, 10, None), seeds=(0, 1)
+    )
+    assert [r.n_per_class for r in res] == [1, 10, None]
+    assert len(res[0].accuracies) == 2 and len(res[2].accuracies) == 1
+    assert res[0].mean < res[1].mean < res[2].mean + 0.02
+    assert "1 per class" in str(res[0])
+    r = FewLabelResult(5, (0.5, 0.7))
+    assert r.mean == pytest.approx(0.6) and r.std == pytest.approx(0.1)
+
+
+def test_custom_classifier_is_used():
+    d = load_digits()
+    calls = []
+
+    def score(xtr, ytr, xte, yte):
+        calls.append(len(ytr))
+        return float(LogisticRegression(max_iter=50).fit(xtr, ytr).score(xte, yte))
+
+    few_label_evaluation(d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test, n_per_class=(2,), seeds=(0,), fit_and_score=score)
+    assert calls == [20]

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+import lfd13
+from lfd13.runtime import get_device, make_generator
+
+
+def test_get_device_defaults_to_an_available_device(monkeypatch):
+    monkeypatch.delenv("LFD13_DEVICE", raising=False)
+    device = get_device()
+    assert device.type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert device.type == "cpu"
+
+
+def test_get_device_honours_environment(monkeypatch):
+    monkeypatch.setenv("LFD13_DEVICE", "cpu")
+    assert get_device() == torch.device("cpu")
+
+
+def test_get_device_rejects_unknown_and_unavailable():
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            get_device("cuda")
+
+
+def test_make_generator_is_reproducible():
+    a = torch.rand(5, generator=make_generator(3))
+    b = torch.rand(5, generator=make_generator(3))
+    c = torch.rand(5, generator=make_generator(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        make_generator("3")  # type: ignore[arg-type]
+
+
+def test_setup_seeds_and_sets_threads(monkeypatch):
+    monkeypatch.delenv("LFD13_DEVICE", raising=False)
+    device = lfd13.setup(seed=7, threads=1)
+    assert torch.get_num_threads() == 1
+    first = torch.rand(3)
+    lfd13.setup(seed=7, threads=2)
+    assert torch.equal(first, torch.rand(3))
+    assert torch.get_num_threads() == 2
+    assert isinstance(device, torch.device)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        lfd13.setup(threads=0)

@@ -1,0 +1,111 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lfd13.train import History, fit, progress_enabled, tensor_batches, warmup_cosine
+
+
+def _toy(seed=0, n=64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x, y
+
+
+def _step(model, batch):
+    x, y = batch
+    logits = model(x)
+    return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(-1) == y).float().mean()}
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Linear(4, 2)
+
+
+def test_fit_learns_and_records_history():
+    x, y = _toy()
+    model = _model()
+    h = fit(model, (x, y), _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.5), steps=60, batch_size=16, device="cpu")
+    assert isinstance(h, History) and len(h) == 60
+    assert h.step == list(range(1, 61))
+    assert h.last("loss", 10) < h["loss"][0]
+    assert h.last("acc", 10) > 0.9
+    assert all(b >= a for a, b in zip(h.seconds, h.seconds[1:]))
+    assert set(h.to_dict()) == {"step", "seconds", "metrics", "evals"}
+    with pytest.raises(KeyError, match="recorded"):
+        h["nope"]
+
+
+def test_fit_is_deterministic_for_a_seed():
+    x, y = _toy()
+    runs = []
+    for _ in range(2):
+        model = _model()
+        fit(model, (x, y), _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=20, batch_size=8, seed=3, device="cpu")
+        runs.append(model.weight.detach().clone())
+    model = _model()
+    fit(model, (x, y), _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=20, batch_size=8, seed=4, device="cpu")
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], model.weight.detach())
+
+
+def test_epochs_count_batches_and_dataloader_works():
+    x, y = _toy(n=40)
+    model = _model()
+    h = fit(model, (x, y), _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=10, device="cpu")
+    assert len(h) == 12
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    h = fit(model, loader, _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), epochs=2, device="cpu")
+    assert len(h) == 10
+
+
+def test_evaluate_callback_and_scheduler():
+    x, y = _toy()
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    h = fit(
+        model, (x, y), _step, optimizer=opt, steps=10, batch_size=16, device="cpu",
+        scheduler=warmup_cosine(opt, warmup=2, total=10),
+        evaluate=lambda m: {"val": float(m.training)}, eval_every=5,
+        callbacks=[lambda s, m: seen.append(s)],
+    )
+    assert h.evals["val"] == [(5, 0.0), (10, 0.0)]  # evaluated in eval mode
+    assert seen == list(range(1, 11))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bad_input_raises_clear_errors():
+    x, y = _toy()
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="exactly one of steps= or epochs="):
+        fit(model, (x, y), _step, optimizer=opt, device="cpu")
+    with pytest.raises(ValueError, match="same first dimension"):
+        fit(model, (x, y[:10]), _step, optimizer=opt, steps=1, device="cpu")
+    with pytest.raises(TypeError, match="loss tensor or a mapping"):
+        fit(model, (x, y), lambda m, b: 1.0, optimizer=opt, steps=1, device="cpu")
+    with pytest.raises(ValueError, match="scalar"):
+        fit(model, (x, y), lambda m, b: m(b[0]).sum(-1), optimizer=opt, steps=1, device="cpu")
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(model, (x, y), lambda m, b: m(b[0]).sum() * float("nan"), optimizer=opt, steps=1, device="cpu")
+    with pytest.raises(TypeError, match="data must be"):
+        fit(model, 3, _step, optimizer=opt, steps=1, device="cpu")
+
+
+def test_tensor_batches_cover_each_epoch_once():
+    x = torch.arange(10)
+    stream = tensor_batches((x,), batch_size=5, generator=torch.Generator().manual_seed(0))
+    epoch = torch.cat([next(stream)[0] for _ in range(2)])
+    assert sorted(epoch.tolist()) == list(range(10))
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("LFD13_PROGRESS", "0")
+    assert progress_enabled() is False
+    monkeypatch.setenv("LFD13_PROGRESS", "1")
+    assert progress_enabled() is True
+    assert progress_enabled(False) is False
