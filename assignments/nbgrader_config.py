@@ -1,0 +1,36 @@
+"""nbgrader configuration of the lfd13 assignments (Lecture 13).
+
+Run nbgrader from this directory, or better through ``course.py`` (``make release``, ``make grade``):
+it also collects submissions without overwriting anything and grades them in a temporary copy.
+Autograding executes every notebook in a sandboxed kernel and judges the hidden tests outside it
+(``grading/sandbox.py``); the hidden-test logic in ``grading/`` is never released.
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "grading"))
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades)
+from sandbox import SandboxedExecute  # noqa: E402
+
+c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
+
+c.CourseDirectory.course_id = "lfd13"
+c.CourseDirectory.assignment_id = ""
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Autograding: restore test cells students edited or deleted, run each notebook in the sandbox,
+# a time limit per cell (an infinite loop is interrupted, the rest of the notebook still runs).
+c.OverwriteCells.add_missing_cells = True
+c.Execute.timeout = int(os.environ.get("LFD13_CELL_TIMEOUT", "60"))
+c.Execute.interrupt_on_timeout = True
+c.Execute.raise_on_iopub_timeout = False
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
+c.Exchange.root = os.path.join(HERE, "exchange")  # only used with JupyterHub's nbgrader exchange
