@@ -190,8 +190,10 @@ def check_mask_tokens_split(obs: dict, seed: int) -> str:
 
 
 def check_mask_tokens_contract(obs: dict, seed: int) -> str:
-    for name in ("rate", "rate40", "split", "same_a", "one"):
-        if obs.get(name, {}).get("input_changed"):
+    for name, bseed, b, length in (("rate", seed, 128, 128), ("rate40", seed + 2, 64, 128),
+                                   ("split", seed + 4, 128, 128), ("same_a", seed + 6, 8, 32), ("one", seed + 9, 1, 9)):
+        after = obs.get(name, {}).get("input_after")
+        if not isinstance(after, torch.Tensor) or not torch.equal(after, probe.masking_batch(bseed, b, length)["input_ids"]):
             raise Fail("mask_tokens modified its input tensor in place; clone it first")
     _, in_a, lab_a, _ = _masking_call(obs, "same_a", seed + 6, 8, 32)
     _, in_b, lab_b, _ = _masking_call(obs, "same_b", seed + 6, 8, 32)
@@ -346,8 +348,10 @@ def check_clip_loss_grad(obs: dict, seed: int) -> str:
 
 
 def check_clip_loss_edges(obs: dict, seed: int) -> str:
-    for name in _CLIP_CASES:
-        if obs.get(name, {}).get("inputs_changed"):
+    for name, (b, d, _, _, s) in _CLIP_CASES.items():
+        after = obs.get(name, {}).get("inputs_after") or [None, None]
+        want = [probe.features(seed + s, b, d), probe.features(seed + s + 10, b, d)]
+        if not all(isinstance(a, torch.Tensor) and torch.equal(a, w) for a, w in zip(after, want)):
             raise Fail("clip_loss modified its input features in place")
     got = _clip_value(obs, "b1")
     want = _clip_reference("b1", seed)[0]

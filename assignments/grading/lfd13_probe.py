@@ -242,12 +242,10 @@ def observe_masking(grade_id: str, ns: dict, watch: Watch, seed: int) -> dict:
         for name, (bseed, b, length, p, gseed) in calls.items():
             batch = masking_batch(bseed, b, length)
             ids = batch["input_ids"]
-            kept = _clone(ids)
             obs[name] = _call(watch, fn, ids, vocab_size=batch["vocab_size"], mask_token_id=batch["mask_token_id"],
                               special_tokens_mask=batch["special_tokens_mask"], mlm_probability=p,
                               generator=_gen(gseed))
-            obs[name]["input_after"] = _clone(ids)
-            obs[name]["input_changed"] = not torch.equal(kept, ids)
+            obs[name]["input_after"] = _clone(ids)  # the judge compares it with the regenerated input
     else:
         fn = _need(ns, "random_masking")
         cases = {  # name -> (B, L, D, mask_ratio, given noise?)
@@ -275,7 +273,7 @@ def observe_contrastive(grade_id: str, ns: dict, watch: Watch, seed: int) -> dic
             img_in, txt_in = _clone(img).requires_grad_(True), _clone(txt).requires_grad_(True)
             s = torch.tensor(scale, requires_grad=True) if tensor_scale else scale
             obs[name] = _call(watch, fn, img_in, txt_in, s)
-            obs[name]["inputs_changed"] = not (torch.equal(img, img_in.detach()) and torch.equal(txt, txt_in.detach()))
+            obs[name]["inputs_after"] = [_clone(img_in.detach()), _clone(txt_in.detach())]
             loss = None
             if obs[name]["ok"]:
                 try:
