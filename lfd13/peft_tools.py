@@ -1,0 +1,331 @@
+"""Parameter-efficient fine-tuning with peft: what the chapter needs around the library.
+
+Full fine-tuning updates every weight of a foundation model; parameter-efficient
+fine-tuning (PEFT; Ding et al. 2023) freezes them and trains a tiny number of new ones.
+
+- **LoRA** (Hu et al. 2021) adds a low-rank update to chosen weight matrices,
+  ``W x + (alpha / r) · B A x`` with ``A`` [r, D_in] random and ``B`` [D_out, r] zero at the
+  start (so training starts from the pretrained model), on the hypothesis that the
+  update a task needs has a low *intrinsic rank*. After training, ``B A`` can be added
+  into ``W``: the merged model is as fast as the original.
+- **Prompt tuning** (Lester et al. 2021) prepends ``n`` trainable *soft-prompt* vectors to
+  the input embeddings and trains nothing else (here: and the classifier head).
+
+Both come from the ``peft`` library (``LoraConfig``, ``PromptTuningConfig``,
+``get_peft_model``, ``merge_and_unload``); lfd13 implements no LoRA layer of its own.
+This module adds only what peft does not do for the chapter:
+
+- :func:`apply_peft` wraps a sequence classifier with a peft config and, for prompt
+  tuning on a BERT classifier, fixes the pooling: peft puts the virtual tokens
+  *before* ``[CLS]``, so BERT's pooler (which reads position 0) would read a virtual
+  token; :class:`PoolerAfterPrompt` makes it read ``[CLS]`` again, at position ``n``;
+- :func:`training_memory` measures the gradient and AdamW-state memory a method needs;
+- :func:`merge_check` merges a LoRA model with ``merge_and_unload`` and measures how far its
+  outputs move;
+- :func:`lora_delta_weights`, :func:`weight_updates` and :func:`energy_in_top_k` look at the
+  rank of weight updates (the intrinsic-rank idea);
+- :class:`MethodResult` holds one row of the chapter's side-by-side comparison.
+
+Parameter counts come from the libraries: ``PeftModel.get_nb_trainable_parameters()`` and
+transformers' ``model.num_parameters(only_trainable=...)``.
+
+Shapes: B batch, L tokens, D hidden width, C classes, n virtual tokens, r LoRA rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model
+from torch import nn
+
+from lfd13.finetune import EncodedTexts, FinetuneConfig, classification_step, predict_logits
+
+#: Training presets (AdamW, warm-up, cosine; see :class:`lfd13.finetune.FinetuneConfig`).
+#: The new parameters start from zero (LoRA's B) or random (soft prompts, head) and are few,
+#: so they take a larger learning rate than full fine-tuning's 1e-4 over the same 60 steps.
+LORA_FINETUNE = FinetuneConfig(lr=2e-3)
+PROMPT_FINETUNE = FinetuneConfig(lr=3e-2)
+
+
+# --------------------------------------------------------------------------- applying peft
+
+
+class PoolerAfterPrompt(nn.Module):
+    """BERT's pooler, reading ``[CLS]`` after ``offset`` prepended virtual tokens.
+
+    ``BertPooler`` takes the hidden state at position 0. With prompt tuning the encoder's
+    input is ``[P_1 … P_n, [CLS], x_1, …]``, so position 0 is a soft prompt; this wrapper
+    hands the pooler the sequence from position ``offset = n`` on, whose first token is
+    ``[CLS]``. The pooler's weights are the pretrained ones, unchanged (and frozen by peft).
+    """
+
+    def __init__(self, pooler: nn.Module, offset: int) -> None:
+        super().__init__()
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0 (the number of virtual tokens), got {offset}")
+        self.pooler = pooler
+        self.offset = offset
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """hidden_states [B, n + L, D] -> pooled [B, D] from position ``offset`` ([CLS])."""
+        return self.pooler(hidden_states[:, self.offset :])
+
+    def extra_repr(self) -> str:
+        return f"offset={self.offset}"
+
+
+def _pooler_owner(model: nn.Module) -> nn.Module:
+    base = getattr(model, "base_model", model)
+    if not isinstance(getattr(base, "pooler", None), nn.Module):
+        raise TypeError(
+            f"{type(model).__name__} has no base_model.pooler: the prompt-tuning pooling fix is for BERT-family "
+            "classifiers that pool [CLS] (BertForSequenceClassification); for other models pass fix_pooling=False"
+        )
+    return base
+
+
+def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True) -> PeftModel:
+    """Wrap a sequence classifier with a peft method (``get_peft_model``), ready to train.
+
+    peft freezes the pretrained weights, adds the method's parameters (LoRA matrices, soft
+    prompts) and, for ``task_type="SEQ_CLS"``, keeps the classifier head trainable.
+
+    For a prompt-learning config (``PromptTuningConfig``) on a BERT classifier the pooler
+    is wrapped in :class:`PoolerAfterPrompt` first, so that it reads ``[CLS]`` rather than
+    the first virtual token (``fix_pooling=False`` keeps peft's behaviour, for comparison).
+
+    Args:
+        model: a transformers sequence classifier (e.g. from :func:`lfd13.finetune.load_classifier`);
+            it is modified in place and must not be used on its own afterwards.
+        config: a peft config with ``task_type="SEQ_CLS"``.
+        fix_pooling: apply the prompt-tuning pooling fix.
+
+    Returns:
+        The ``PeftModel``.
+    """
+    if not isinstance(config, PeftConfig):
+        raise TypeError(f"config must be a peft config (LoraConfig, PromptTuningConfig…), got {type(config).__name__}")
+    task = getattr(config, "task_type", None)
+    if str(getattr(task, "value", task)) != "SEQ_CLS":
+        raise ValueError(
+            f"config.task_type is {task!r}; use task_type='SEQ_CLS' so that peft keeps the classifier head trainable"
+        )
+    if isinstance(model, PeftModel):
+        raise TypeError("model is already a PeftModel; apply a peft config to a fresh classifier")
+    if config.is_prompt_learning and fix_pooling:
+        owner = _pooler_owner(model)
+        if isinstance(owner.pooler, PoolerAfterPrompt):
+            raise ValueError("the pooler is already wrapped; apply prompt tuning to a fresh classifier")
+        owner.pooler = PoolerAfterPrompt(owner.pooler, config.num_virtual_tokens)
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers 5 property that is being renamed; harmless
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
+
+
+def lora_config(r: int, *, alpha: float | None = None, target_modules: Iterable[str] = ("query", "value"), dropout: float = 0.0) -> LoraConfig:
+    """A peft ``LoraConfig`` for a sequence classifier: rank ``r``, ``lora_alpha = alpha`` (default 2 r).
+
+    The update of each target matrix is ``(alpha / r) · B A``; keeping ``alpha / r`` fixed
+    when sweeping ``r`` keeps the update's scale, so one learning rate serves every rank.
+    """
+    if r < 1:
+        raise ValueError(f"the LoRA rank r must be >= 1, got {r}")
+    return LoraConfig(
+        task_type="SEQ_CLS",
+        r=r,
+        lora_alpha=2 * r if alpha is None else alpha,
+        target_modules=list(target_modules),
+        lora_dropout=dropout,
+    )
+
+
+def prompt_tuning_config(num_virtual_tokens: int = 20) -> PromptTuningConfig:
+    """A peft ``PromptTuningConfig`` for a sequence classifier: ``n`` soft-prompt vectors, randomly initialised."""
+    if num_virtual_tokens < 1:
+        raise ValueError(f"num_virtual_tokens must be >= 1, got {num_virtual_tokens}")
+    return PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=num_virtual_tokens)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Bytes that training needs besides the frozen weights, measured on real tensors."""
+
+    weights: int  # all parameters of the model
+    trainable: int  # the parameters the optimiser updates
+    gradients: int  # their .grad tensors after a backward pass
+    optimizer_state: int  # the optimiser's state tensors (AdamW: first and second moments)
+
+    @property
+    def training_extra(self) -> int:
+        """Gradients plus optimiser state: what full fine-tuning pays per trainable weight."""
+        return self.gradients + self.optimizer_state
+
+
+def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by the tensors in ``optimizer.state`` (e.g. AdamW's ``exp_avg``, ``exp_avg_sq``)."""
+    return _nbytes(v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
+
+
+def training_memory(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, ...],
+    *,
+    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = classification_step,
+    device: torch.device | str | None = None,
+) -> TrainingMemory:
+    """Measure gradient and AdamW-state memory with one real optimiser step that changes nothing.
+
+    The step uses ``lr=0`` and no weight decay, so the weights stay as they were; the
+    gradients are cleared afterwards.
+
+    Args:
+        model: the model as it would be trained (frozen parameters have ``requires_grad=False``).
+        batch: one training batch, e.g. ``(input_ids [B, L], attention_mask [B, L], labels [B])``.
+        step: turns ``(model, batch)`` into a loss or ``{"loss": …}`` (default: classification).
+        device: where to run (default: the model's device).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters, so training needs no optimiser memory")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    batch = tuple(t.to(device) for t in batch)
+    optimizer = torch.optim.AdamW(params, lr=0.0, weight_decay=0.0)
+    was_training = model.training
+    model.train()
+    out = step(model, batch)
+    loss = out["loss"] if isinstance(out, dict) else out
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[union-attr]
+    gradients = _nbytes(p.grad for p in params if p.grad is not None)
+    optimizer.step()
+    state = optimizer_state_bytes(optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    model.train(was_training)
+    unique = {id(p): p for p in model.parameters()}
+    return TrainingMemory(
+        weights=_nbytes(unique.values()),
+        trainable=_nbytes(params),
+        gradients=gradients,
+        optimizer_state=state,
+    )
+
+
+# --------------------------------------------------------------------------- merging
+
+
+@dataclass(frozen=True)
+class MergeCheck:
+    """The outcome of :func:`merge_check`."""
+
+    merged: nn.Module  # the plain transformers model with B A added into W
+    max_abs_diff: float  # max |logits(adapted) - logits(merged)| over the data
+    lora_layers_left: int  # LoRA layers still in the merged model (0 after a full merge)
+
+
+def merge_check(peft_model: PeftModel, data: EncodedTexts, *, device: torch.device | str | None = None) -> MergeCheck:
+    """Merge a trained LoRA model with peft's ``merge_and_unload`` and compare the outputs.
+
+    ``merge_and_unload`` replaces every LoRA layer by a plain ``nn.Linear`` with weight
+    ``W + (alpha / r) · B A``; it works on a deep copy here, so ``peft_model`` stays usable.
+
+    Returns:
+        A :class:`MergeCheck`: the merged model and the largest absolute difference between
+        its logits and the adapted model's on ``data`` (float32 rounding, ~1e-6, when correct).
+    """
+    if not isinstance(peft_model, PeftModel) or peft_model.active_peft_config.is_prompt_learning:
+        raise TypeError("merge_check needs a PeftModel with a mergeable adapter such as LoRA (soft prompts cannot be merged)")
+    before = predict_logits(peft_model, data, device=device)
+    merged = copy.deepcopy(peft_model).merge_and_unload()
+    after = predict_logits(merged, data, device=device)
+    left = sum(1 for m in merged.modules() if hasattr(m, "lora_A"))
+    return MergeCheck(merged, float((before - after).abs().max()), left)
+
+
+# --------------------------------------------------------------------------- rank of updates
+
+
+def lora_delta_weights(peft_model: PeftModel, adapter: str = "default") -> dict[str, torch.Tensor]:
+    """``(alpha / r) · B A`` of every LoRA layer, from peft's own ``get_delta_weight``.
+
+    Returns:
+        layer name -> [D_out, D_in] float tensor on the CPU (rank at most r).
+    """
+    out = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "get_delta_weight") and adapter in getattr(module, "lora_A", {}):
+            with torch.no_grad():
+                out[name.removeprefix("base_model.model.")] = module.get_delta_weight(adapter).detach().float().cpu()
+    if not out:
+        raise ValueError(f"no LoRA layer with adapter {adapter!r} in the model")
+    return out
+
+
+def weight_updates(before: nn.Module, after: nn.Module, *, suffix: str = "query.weight") -> dict[str, torch.Tensor]:
+    """``W_after - W_before`` of every matrix parameter whose name ends with ``suffix``.
+
+    Use it on a model before and after full fine-tuning to see the update that LoRA
+    approximates with rank r.
+
+    Returns:
+        parameter name -> [D_out, D_in] float tensor on the CPU.
+    """
+    old = dict(before.named_parameters())
+    out = {}
+    for name, p in after.named_parameters():
+        if name.endswith(suffix) and p.ndim == 2:
+            if name not in old:
+                raise KeyError(f"{name} is in `after` but not in `before`; pass two copies of the same architecture")
+            out[name] = (p.detach().float() - old[name].detach().float()).cpu()
+    if not out:
+        raise ValueError(f"no 2-D parameter ends with {suffix!r}")
+    return out
+
+
+def energy_in_top_k(delta: torch.Tensor, k: int) -> float:
+    """Fraction of ``||delta||_F^2`` in its top ``k`` singular directions (1.0 if rank <= k).
+
+    Args:
+        delta: [D_out, D_in] a weight update.
+        k: number of singular values kept.
+    """
+    if delta.ndim != 2:
+        raise ValueError(f"delta must be a matrix [D_out, D_in], got shape {tuple(delta.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    s2 = torch.linalg.svdvals(delta.double()) ** 2
+    total = float(s2.sum())
+    if total == 0.0:
+        raise ValueError("delta is all zeros: it has no singular directions")
+    return float(s2[:k].sum()) / total
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One row of the side-by-side comparison of adaptation methods."""
+
+    method: str  # e.g. "LoRA r=8"
+    accuracy: float  # test accuracy
+    trainable: int  # parameters trained for the task
+    total: int  # parameters of the model that is trained (or probed)
+    seconds: float  # wall-clock training time
+
+    @property
+    def percent(self) -> float:
+        """Trainable parameters as a percentage of ``total``."""
+        return 100.0 * self.trainable / self.total

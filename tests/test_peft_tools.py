@@ -1,0 +1,235 @@
+"""Tests for lfd13.peft_tools on a tiny BERT classifier (CPU, seconds)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel
+from transformers import BertConfig, BertForSequenceClassification
+
+from lfd13.finetune import EncodedTexts, predict_logits
+from lfd13.peft_tools import (
+    MethodResult,
+    PoolerAfterPrompt,
+    apply_peft,
+    energy_in_top_k,
+    lora_config,
+    lora_delta_weights,
+    merge_check,
+    optimizer_state_bytes,
+    prompt_tuning_config,
+    training_memory,
+    weight_updates,
+)
+
+D, LAYERS, C, VOCAB, L, B = 32, 2, 3, 100, 10, 6
+
+
+def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=D,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=C,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def tiny_data(n: int = B, seed: int = 0) -> EncodedTexts:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (n, L), generator=g)
+    ids[:, 0] = 2  # a [CLS]-like first token
+    mask = torch.ones(n, L, dtype=torch.long)
+    mask[0, 7:] = 0  # one padded row
+    return EncodedTexts(ids, mask, torch.randint(0, C, (n,), generator=g))
+
+
+def head_size() -> int:
+    return D * C + C
+
+
+def test_lora_counts_match_the_formula_and_peft() -> None:
+    r = 4
+    model = apply_peft(tiny_classifier(), lora_config(r))
+    trainable, total = model.get_nb_trainable_parameters()
+    per_matrix = r * D + D * r  # A [r, D] and B [D, r]
+    assert trainable == LAYERS * 2 * per_matrix + head_size()  # query and value in every layer
+    assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert total == sum(p.numel() for p in model.parameters())
+
+
+def test_lora_starts_at_the_pretrained_model() -> None:
+    base = tiny_classifier()
+    data = tiny_data()
+    reference = base.base_model(input_ids=data.input_ids, attention_mask=data.attention_mask).pooler_output
+    model = apply_peft(copy.deepcopy(base), lora_config(4))
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_B"):
+            assert torch.all(module.lora_B["default"].weight == 0), name  # B = 0: BA = 0
+            assert module.scaling["default"] == pytest.approx(8 / 4)  # alpha / r with alpha = 2r
+    pooled = model.base_model.model.bert(input_ids=data.input_ids, attention_mask=data.attention_mask).pooler_output
+    torch.testing.assert_close(pooled, reference)
+
+
+def test_lora_config_alpha_and_targets() -> None:
+    cfg = lora_config(2, alpha=5.0, target_modules=["query"])
+    assert cfg.r == 2 and cfg.lora_alpha == 5.0 and set(cfg.target_modules) == {"query"}
+    with pytest.raises(ValueError, match="rank"):
+        lora_config(0)
+
+
+def test_lora_init_is_deterministic_for_a_seed() -> None:
+    def a_weights() -> torch.Tensor:
+        torch.manual_seed(1)
+        model = apply_peft(tiny_classifier(), lora_config(2))
+        return torch.cat([d.flatten() for d in (m.lora_A["default"].weight for m in model.modules() if hasattr(m, "lora_A"))])
+
+    torch.testing.assert_close(a_weights(), a_weights())
+
+
+def _pooled_logits_by_hand(peft_model: PeftModel, data: EncodedTexts, position: int) -> torch.Tensor:
+    """Logits computed from the hidden state at ``position`` of the prompted sequence."""
+    clf = peft_model.base_model  # BertForSequenceClassification
+    bert = clf.bert
+    pooler = bert.pooler.pooler if isinstance(bert.pooler, PoolerAfterPrompt) else bert.pooler
+    n = peft_model.active_peft_config.num_virtual_tokens
+    embeds = torch.cat([peft_model.get_prompt(batch_size=len(data.labels)), bert.embeddings.word_embeddings(data.input_ids)], 1)
+    mask = torch.cat([torch.ones(len(data.labels), n, dtype=torch.long), data.attention_mask], 1)
+    hidden = bert(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # (B, n + L, D)
+    return clf.classifier(pooler.dense(hidden[:, position]).tanh())
+
+
+@torch.no_grad()
+def test_prompt_tuning_pooler_reads_cls_not_a_virtual_token() -> None:
+    n = 5
+    data = tiny_data()
+    fixed = apply_peft(tiny_classifier(), prompt_tuning_config(n)).eval()
+    assert isinstance(fixed.base_model.bert.pooler, PoolerAfterPrompt)
+    logits = fixed(input_ids=data.input_ids, attention_mask=data.attention_mask).logits
+    torch.testing.assert_close(logits, _pooled_logits_by_hand(fixed, data, position=n))  # [CLS] sits at n
+    unfixed = apply_peft(tiny_classifier(), prompt_tuning_config(n), fix_pooling=False).eval()
+    logits0 = unfixed(input_ids=data.input_ids, attention_mask=data.attention_mask).logits
+    torch.testing.assert_close(logits0, _pooled_logits_by_hand(unfixed, data, position=0))  # peft's default: P_1
+    assert not torch.allclose(logits0, _pooled_logits_by_hand(unfixed, data, position=n))
+
+
+def test_prompt_tuning_trains_only_the_prompt_and_head() -> None:
+    n = 7
+    model = apply_peft(tiny_classifier(), prompt_tuning_config(n))
+    trainable, _ = model.get_nb_trainable_parameters()
+    assert trainable == n * D + head_size()
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert all("prompt_encoder" in name or "classifier" in name for name in names), names
+
+
+def test_apply_peft_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="SEQ_CLS"):
+        apply_peft(tiny_classifier(), LoraConfig(r=2, target_modules=["query"]))
+    with pytest.raises(TypeError, match="peft config"):
+        apply_peft(tiny_classifier(), {"r": 2})  # type: ignore[arg-type]
+    model = apply_peft(tiny_classifier(), lora_config(2))
+    with pytest.raises(TypeError, match="already a PeftModel"):
+        apply_peft(model, lora_config(2))
+    with pytest.raises(TypeError, match="pooler"):
+        apply_peft(torch.nn.Linear(3, 3), prompt_tuning_config(2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_virtual_tokens"):
+        prompt_tuning_config(0)
+
+
+def test_training_memory_is_adam_state_and_leaves_weights_alone() -> None:
+    data = tiny_data()
+    model = apply_peft(tiny_classifier(), lora_config(4))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mem = training_memory(model, tuple(data))
+    trainable_bytes = 4 * model.get_nb_trainable_parameters()[0]
+    assert mem.trainable == trainable_bytes
+    assert mem.gradients == trainable_bytes
+    assert mem.optimizer_state >= 2 * trainable_bytes  # exp_avg and exp_avg_sq (+ tiny step counters)
+    assert mem.optimizer_state < 2 * trainable_bytes + 1024
+    assert mem.training_extra == mem.gradients + mem.optimizer_state
+    assert mem.weights == 4 * sum(p.numel() for p in model.parameters())
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    assert all(p.grad is None for p in model.parameters())
+    full = tiny_classifier()
+    assert training_memory(full, tuple(data)).optimizer_state > 10 * mem.optimizer_state
+
+
+def test_optimizer_state_bytes_counts_adam_moments() -> None:
+    p = torch.nn.Parameter(torch.zeros(10, 3))
+    opt = torch.optim.AdamW([p], lr=0.1)
+    assert optimizer_state_bytes(opt) == 0
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert 2 * 30 * 4 <= optimizer_state_bytes(opt) <= 2 * 30 * 4 + 16
+
+
+def _trained_lora(seed: int = 0) -> PeftModel:
+    model = apply_peft(tiny_classifier(), lora_config(2)).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "lora_B"):
+                m.lora_B["default"].weight.copy_(torch.randn(m.lora_B["default"].weight.shape, generator=g))
+    return model
+
+
+def test_merge_check_reproduces_outputs_and_keeps_the_adapter() -> None:
+    model = _trained_lora()
+    data = tiny_data()
+    base_logits = predict_logits(tiny_classifier(), data, device="cpu")
+    check = merge_check(model, data, device="cpu")
+    assert check.max_abs_diff < 1e-4
+    assert check.lora_layers_left == 0
+    assert isinstance(check.merged, BertForSequenceClassification)
+    assert any(hasattr(m, "lora_A") for m in model.modules())  # the adapted model is untouched
+    assert (predict_logits(check.merged, data, device="cpu") - base_logits).abs().max() > 1e-3  # the update is in W
+    with pytest.raises(TypeError, match="LoRA"):
+        merge_check(apply_peft(tiny_classifier(), prompt_tuning_config(2)), data)
+
+
+def test_lora_delta_weights_match_b_a_and_have_rank_r() -> None:
+    model = _trained_lora()
+    deltas = lora_delta_weights(model)
+    assert len(deltas) == LAYERS * 2
+    name = "bert.encoder.layer.0.attention.self.query"
+    layer = model.base_model.model.bert.encoder.layer[0].attention.self.query
+    expected = layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
+    torch.testing.assert_close(deltas[name], expected.detach())
+    assert int(torch.linalg.matrix_rank(deltas[name])) == 2
+    assert energy_in_top_k(deltas[name], 2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no LoRA layer"):
+        lora_delta_weights(apply_peft(tiny_classifier(), prompt_tuning_config(2)))
+
+
+def test_weight_updates_and_energy() -> None:
+    before, after = tiny_classifier(), tiny_classifier()
+    with torch.no_grad():
+        q = after.bert.encoder.layer[1].attention.self.query.weight
+        q += torch.outer(torch.ones(D), torch.arange(D, dtype=torch.float))  # a rank-1 update
+    updates = weight_updates(before, after, suffix="query.weight")
+    assert set(updates) == {f"bert.encoder.layer.{i}.attention.self.query.weight" for i in range(LAYERS)}
+    assert energy_in_top_k(updates["bert.encoder.layer.1.attention.self.query.weight"], 1) == pytest.approx(1.0)
+    assert energy_in_top_k(torch.eye(8), 2) == pytest.approx(2 / 8)
+    with pytest.raises(ValueError, match="all zeros"):
+        energy_in_top_k(updates["bert.encoder.layer.0.attention.self.query.weight"], 1)
+    with pytest.raises(ValueError, match="matrix"):
+        energy_in_top_k(torch.ones(3), 1)
+    with pytest.raises(ValueError, match="no 2-D parameter"):
+        weight_updates(before, after, suffix="nothing")
+
+
+def test_method_result_percent() -> None:
+    row = MethodResult("LoRA r=8", accuracy=0.85, trainable=75, total=22_000, seconds=1.0)
+    assert row.percent == pytest.approx(100 * 75 / 22_000)
+
+
+def test_pooler_after_prompt_validates_offset() -> None:
+    with pytest.raises(ValueError, match="offset"):
+        PoolerAfterPrompt(torch.nn.Identity(), -1)
