@@ -1,0 +1,371 @@
+"""Supervised fine-tuning of a pretrained text encoder for classification.
+
+The lecture's recipe for using a foundation model on a downstream task (Devlin et
+al. 2018, §3.2): put a small task head on the pretrained encoder and train on the
+labelled examples, updating all weights (*full fine-tuning*), only the top layers
+(*freezing the bottom k layers*), or nothing but a linear classifier on frozen
+features (*linear probe*). Training the same architecture from a random
+initialisation measures what pre-training is worth. Yosinski et al. (2014) asked
+which layers transfer; parameter-efficient methods (Chapter 6, via peft) reuse
+every helper here — the data, the model, the step and the evaluation.
+
+Shapes: B batch, L tokens (≤ ``max_length``), D hidden width, C classes.
+
+Example::
+
+    tokenizer, model = load_classifier(num_labels=4, seed=0)
+    train = encode_texts(tokenizer, texts, labels, max_length=64)
+    history = train_classifier(model, train, FULL_FINETUNE, seed=0)
+    acc = evaluate_accuracy(model, test)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+
+from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
+from lfd13.runtime import get_device
+from lfd13.train import History, fit, warmup_cosine
+
+# --------------------------------------------------------------------------- data
+
+
+class EncodedTexts(NamedTuple):
+    """A tokenised, labelled text data set; a tuple of tensors, so :func:`lfd13.train.fit` can shuffle it.
+
+    Attributes:
+        input_ids: [N, L] token ids, right-padded with the tokenizer's pad id.
+        attention_mask: [N, L] 1 for real tokens, 0 for padding.
+        labels: [N] long class ids.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    labels: torch.Tensor | Sequence[int],
+    *,
+    max_length: int = 64,
+) -> EncodedTexts:
+    """Tokenise ``texts`` ([CLS] text [SEP]), cut to ``max_length`` tokens and pad to the longest.
+
+    Args:
+        tokenizer: the encoder's tokenizer.
+        texts: N strings.
+        labels: [N] class ids.
+        max_length: tokens per text, special tokens included.
+
+    Returns:
+        :class:`EncodedTexts` with [N, L] ids and mask, L ≤ ``max_length``, and [N] labels.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string; wrap it in a list")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(texts) != len(labels):
+        raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
+    if max_length < 3:
+        raise ValueError(f"max_length must be >= 3 ([CLS], a token, [SEP]), got {max_length}")
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
+    return EncodedTexts(enc["input_ids"], enc["attention_mask"], labels)
+
+
+def _trim(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop padding columns that no row of the batch uses (a batch of short texts runs faster)."""
+    length = int(attention_mask.sum(1).max())
+    return input_ids[:, :length], attention_mask[:, :length]
+
+
+# --------------------------------------------------------------------------- models
+
+
+def sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
+    """The encoder's architecture with a classification head (``AutoModelForSequenceClassification``).
+
+    For BERT-family encoders the head is the library's: the pooler (dense + tanh on the
+    [CLS] vector), dropout and a linear layer to C logits.
+
+    Args:
+        encoder: a pretrained ``AutoModel`` (e.g. from :func:`lfd13.pretrained.load_text_encoder`).
+        num_labels: C, the number of classes.
+        pretrained: copy the encoder's weights (True) or keep the random initialisation of the
+            same architecture (False: "training from scratch").
+        seed: seeds the initialisation of the head (and of everything, when not pretrained).
+
+    Returns:
+        A new model on the encoder's device, in eval mode; the encoder itself is not modified.
+    """
+    if num_labels < 2:
+        raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+    config = copy.deepcopy(encoder.config)
+    config.num_labels = num_labels
+    config.problem_type = "single_label_classification"
+    config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(config)
+    if pretrained:
+        missing, unexpected = model.base_model.load_state_dict(encoder.state_dict(), strict=False)
+        real_missing = [k for k in missing if not k.endswith("position_ids")]
+        if real_missing or unexpected:
+            raise ValueError(
+                f"the encoder's weights do not fit {type(model).__name__}: missing {real_missing[:5]}, "
+                f"unexpected {unexpected[:5]}; pass an AutoModel of the same architecture"
+            )
+    device = next(encoder.parameters()).device
+    return model.to(device).eval()
+
+
+def load_classifier(
+    num_labels: int,
+    *,
+    name: str = DEFAULT_TEXT_ENCODER,
+    pretrained: bool = True,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Tokenizer and sequence classifier for ``name`` (resolved offline first, see :mod:`lfd13.pretrained`).
+
+    Returns:
+        ``(tokenizer, model)``; see :func:`sequence_classifier`.
+    """
+    tokenizer, encoder = load_text_encoder(name, device=device)
+    return tokenizer, sequence_classifier(encoder, num_labels=num_labels, pretrained=pretrained, seed=seed)
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a BERT-family model (``base_model.encoder.layer``)."""
+    base = getattr(model, "base_model", model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(
+            f"{type(model).__name__} has no base_model.encoder.layer; freeze_bottom_layers supports BERT-family "
+            "encoders (BERT, MiniLM, RoBERTa…)"
+        )
+    return layers
+
+
+def freeze_bottom_layers(model: nn.Module, k: int) -> nn.Module:
+    """Freeze the embeddings and the bottom ``k`` transformer layers; train the rest.
+
+    ``k = 0`` is full fine-tuning; ``k = `` the number of layers leaves only the pooler and
+    the classifier head trainable. Returns ``model`` (modified in place).
+    """
+    layers = encoder_layers(model)
+    if not 0 <= k <= len(layers):
+        raise ValueError(f"k must be between 0 and {len(layers)} (the model's layers), got {k}")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if k > 0:
+        for p in model.base_model.embeddings.parameters():
+            p.requires_grad_(False)
+        for layer in layers[:k]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+    return model
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Trainable and total parameters of a model."""
+
+    trainable: int  # parameters with requires_grad
+    total: int  # all parameters
+
+    @property
+    def fraction(self) -> float:
+        return self.trainable / self.total
+
+    def __str__(self) -> str:
+        return f"{self.trainable:,} of {self.total:,} trainable ({100 * self.fraction:.2f} %)"
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Count trainable and total parameters (shared tensors counted once)."""
+    seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return ParameterCount(trainable, total)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def classification_step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    """One step for :func:`lfd13.train.fit`: cross-entropy of the model's logits.
+
+    Args:
+        model: any transformers (or peft) sequence classifier: ``model(input_ids=, attention_mask=,
+            labels=)`` returns ``.loss`` and ``.logits`` [B, C].
+        batch: ``(input_ids [B, L], attention_mask [B, L], labels [B])``.
+    """
+    input_ids, attention_mask, labels = batch
+    input_ids, attention_mask = _trim(input_ids, attention_mask)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    return {"loss": out.loss, "acc": (out.logits.argmax(-1) == labels).float().mean()}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Optimisation settings of one fine-tuning run (AdamW, linear warm-up, cosine decay)."""
+
+    steps: int = 60  # optimiser steps
+    lr: float = 1e-4  # peak learning rate
+    batch_size: int = 16  # texts per step (a smaller labelled set is used whole)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup: int = 6  # linear warm-up steps
+    max_grad_norm: float = 1.0  # gradient clipping
+
+
+#: Presets. Full fine-tuning and training from scratch share one budget, so they compare fairly.
+FULL_FINETUNE = FinetuneConfig()
+FROM_SCRATCH = FinetuneConfig(lr=3e-4)
+TINY = FinetuneConfig(steps=3, warmup=1, batch_size=4)  # tests
+
+
+def train_classifier(
+    model: nn.Module,
+    data: EncodedTexts,
+    config: FinetuneConfig = FULL_FINETUNE,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    evaluate: Any = None,
+    eval_every: int | None = None,
+) -> History:
+    """Fine-tune the trainable parameters of ``model`` on ``data`` with :func:`lfd13.train.fit`.
+
+    Only parameters with ``requires_grad`` reach the optimiser, so the same call trains a
+    fully unfrozen model, one with frozen bottom layers, or a peft model (LoRA, prompt tuning).
+
+    Args:
+        model: a sequence classifier (see :func:`classification_step`).
+        data: the labelled training set.
+        config: optimisation settings.
+        seed: seeds the shuffling and dropout.
+        device: where to train (default :func:`lfd13.get_device`).
+        evaluate, eval_every: passed to :func:`lfd13.train.fit`.
+
+    Returns:
+        The training :class:`lfd13.train.History` (``"loss"``, ``"acc"`` per step).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; unfreeze some (freeze_bottom_layers(model, 0))")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine(optimizer, warmup=config.warmup, total=config.steps)
+    return fit(
+        model,
+        tuple(data),
+        classification_step,
+        optimizer=optimizer,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        seed=seed,
+        device=device,
+        scheduler=scheduler,
+        max_grad_norm=config.max_grad_norm,
+        evaluate=evaluate,
+        eval_every=eval_every,
+        desc="fine-tune",
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, data: EncodedTexts, *, batch_size: int = 100, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Logits of a sequence classifier on every text, in eval mode.
+
+    Returns:
+        [N, C] float logits on the CPU.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).eval()
+    out = []
+    for i in range(0, len(data.labels), batch_size):
+        ids, mask = _trim(data.input_ids[i : i + batch_size], data.attention_mask[i : i + batch_size])
+        out.append(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu())
+    return torch.cat(out)
+
+
+def evaluate_accuracy(
+    model: nn.Module, data: EncodedTexts, *, batch_size: int = 100, device: torch.device | str | None = None
+) -> float:
+    """Accuracy of a sequence classifier on ``data``."""
+    logits = predict_logits(model, data, batch_size=batch_size, device=device)
+    return float((logits.argmax(-1) == data.labels).float().mean())
+
+
+@torch.no_grad()
+def mean_pooled_features(
+    model: nn.Module,
+    data: EncodedTexts,
+    *,
+    layer: int = -1,
+    batch_size: int = 100,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sentence features for a linear probe: token vectors of one layer, averaged over real tokens.
+
+    Mean pooling of the last layer is how all-MiniLM-L6-v2 was trained to embed sentences.
+
+    Args:
+        model: an encoder (``AutoModel``) or a sequence classifier (its ``base_model`` is used).
+        data: the texts (labels are ignored).
+        layer: which hidden state: 0 = embeddings, -1 = last layer.
+        batch_size: texts per forward pass.
+
+    Returns:
+        [N, D] float features on the CPU.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    base = getattr(model, "base_model", model).to(device).eval()
+    out = []
+    for i in range(0, len(data.input_ids), batch_size):
+        ids, mask = _trim(data.input_ids[i : i + batch_size], data.attention_mask[i : i + batch_size])
+        ids, mask = ids.to(device), mask.to(device)
+        hidden = base(input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1)
+        h = hidden.last_hidden_state if layer == -1 else hidden.hidden_states[layer]  # (B, L, D)
+        out.append(mean_pool(h, mask).float().cpu())
+    return torch.cat(out)
+
+
+def tfidf_baseline(
+    train_texts: Sequence[str],
+    train_labels: torch.Tensor,
+    test_texts: Sequence[str],
+    test_labels: torch.Tensor,
+    *,
+    max_words: int | None = 50,
+) -> float:
+    """Accuracy of TF-IDF + logistic regression: the classical baseline without pre-training.
+
+    Args:
+        max_words: cut each text to its first words, to see about as much as a 64-token
+            encoder does (None: whole texts).
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    def cut(texts: Sequence[str]) -> list[str]:
+        return [" ".join(t.split()[:max_words]) if max_words else t for t in texts]
+
+    clf = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=10.0, max_iter=2000))
+    clf.fit(cut(train_texts), torch.as_tensor(train_labels).numpy())
+    return float((clf.predict(cut(test_texts)) == torch.as_tensor(test_labels).numpy()).mean())

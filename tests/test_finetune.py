@@ -1,0 +1,135 @@
+"""Tests for lfd13.finetune: data encoding, classifiers, layer freezing, training step and evaluation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from lfd13 import finetune as ft
+from lfd13.evaluation import accuracy
+from lfd13.pretrained import DEFAULT_TEXT_ENCODER, mean_pool, packaged_path
+
+TEXTS = ["the rocket reached orbit", "my car needs new brakes", "the doctor prescribed a drug", "render the image in opengl"] * 3
+LABELS = [3, 1, 2, 0] * 3
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(packaged_path(DEFAULT_TEXT_ENCODER))
+
+
+@pytest.fixture(scope="module")
+def encoder(tokenizer):
+    torch.manual_seed(123)  # not a seed the classifiers use, so "from scratch" differs
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    return BertModel(config).eval()
+
+
+def test_encode_texts(tokenizer):
+    data = ft.encode_texts(tokenizer, TEXTS, LABELS, max_length=6)
+    assert data.input_ids.shape == data.attention_mask.shape == (12, 6)
+    assert data.labels.tolist() == LABELS
+    assert (data.input_ids[:, 0] == tokenizer.cls_token_id).all()
+    long = ft.encode_texts(tokenizer, TEXTS, LABELS, max_length=64)
+    assert long.input_ids.shape[1] < 64  # padded to the longest text, not to max_length
+    with pytest.raises(ValueError, match="one label per text"):
+        ft.encode_texts(tokenizer, TEXTS, LABELS[:-1])
+    with pytest.raises(TypeError, match="sequence of strings"):
+        ft.encode_texts(tokenizer, "one text", [0])
+
+
+def test_classifier_copies_pretrained_weights(encoder, tokenizer):
+    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
+    model = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    with torch.no_grad():
+        a = model.base_model(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
+        b = encoder(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
+    torch.testing.assert_close(a, b)
+    scratch = ft.sequence_classifier(encoder, num_labels=4, pretrained=False, seed=0)
+    assert not torch.equal(scratch.base_model.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
+    again = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    torch.testing.assert_close(again.classifier.weight, model.classifier.weight)
+    other = ft.sequence_classifier(encoder, num_labels=4, seed=1)
+    assert not torch.equal(other.classifier.weight, model.classifier.weight)
+    with pytest.raises(ValueError, match="num_labels"):
+        ft.sequence_classifier(encoder, num_labels=1)
+
+
+def test_freeze_bottom_layers(encoder):
+    model = ft.sequence_classifier(encoder, num_labels=4)
+    total = ft.count_parameters(model)
+    assert total.trainable == total.total
+    ft.freeze_bottom_layers(model, 3)
+    top = ft.count_parameters(model)
+    head = sum(p.numel() for p in model.classifier.parameters()) + sum(p.numel() for p in model.base_model.pooler.parameters())
+    assert top.trainable == head and top.total == total.total
+    ft.freeze_bottom_layers(model, 1)
+    assert not any(p.requires_grad for p in model.base_model.embeddings.parameters())
+    assert not any(p.requires_grad for p in model.base_model.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in model.base_model.encoder.layer[1].parameters())
+    ft.freeze_bottom_layers(model, 0)
+    assert ft.count_parameters(model).trainable == total.total
+    with pytest.raises(ValueError, match="between 0 and 3"):
+        ft.freeze_bottom_layers(model, 4)
+    with pytest.raises(TypeError, match="BERT-family"):
+        ft.encoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_step_is_cross_entropy(encoder, tokenizer):
+    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
+    model = ft.sequence_classifier(encoder, num_labels=4).eval()
+    out = ft.classification_step(model, tuple(data))
+    logits = ft.predict_logits(model, data, batch_size=5, device="cpu")
+    assert logits.shape == (12, 4)
+    torch.testing.assert_close(out["loss"], F.cross_entropy(logits, data.labels), atol=1e-5, rtol=1e-4)
+    assert ft.evaluate_accuracy(model, data, device="cpu") == pytest.approx(accuracy(logits, data.labels))
+
+
+def test_training_updates_only_trainable_and_is_deterministic(encoder, tokenizer):
+    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
+
+    def run(seed):
+        model = ft.freeze_bottom_layers(ft.sequence_classifier(encoder, num_labels=4), 2)
+        history = ft.train_classifier(model, data, ft.TINY, seed=seed, device="cpu")
+        return model, history
+
+    model, history = run(0)
+    assert len(history["loss"]) == ft.TINY.steps and "acc" in history.metrics
+    torch.testing.assert_close(model.base_model.encoder.layer[1].attention.self.query.weight,
+                               encoder.encoder.layer[1].attention.self.query.weight)
+    assert not torch.equal(model.base_model.encoder.layer[2].attention.self.query.weight,
+                           encoder.encoder.layer[2].attention.self.query.weight)
+    again, history2 = run(0)
+    assert history2["loss"] == history["loss"]
+    frozen = ft.freeze_bottom_layers(ft.sequence_classifier(encoder, num_labels=4), 3)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        ft.train_classifier(frozen, data, ft.TINY)
+
+
+def test_mean_pooled_features(encoder, tokenizer):
+    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
+    model = ft.sequence_classifier(encoder, num_labels=4)
+    feats = ft.mean_pooled_features(model, data, batch_size=5, device="cpu")
+    assert feats.shape == (12, 32)
+    with torch.no_grad():
+        h = encoder(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
+    torch.testing.assert_close(feats, mean_pool(h, data.attention_mask), atol=1e-5, rtol=1e-4)
+    first = ft.mean_pooled_features(encoder, data, layer=0, device="cpu")
+    assert first.shape == (12, 32) and not torch.allclose(first, feats)
+
+
+def test_tfidf_baseline_separates_topics():
+    assert ft.tfidf_baseline(TEXTS, torch.tensor(LABELS), TEXTS[:4], torch.tensor(LABELS[:4])) == 1.0
+
+
+def test_load_classifier_uses_the_packaged_minilm():
+    tokenizer, model = ft.load_classifier(4, device="cpu")
+    assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
+    assert len(ft.encoder_layers(model)) == 6
+    data = ft.encode_texts(tokenizer, TEXTS[:4], LABELS[:4])
+    feats = ft.mean_pooled_features(model, data, device="cpu")
+    sims = F.normalize(feats, dim=-1) @ F.normalize(feats, dim=-1).T
+    assert sims.shape == (4, 4) and float(sims.diagonal().min()) > 0.99
