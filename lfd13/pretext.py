@@ -1,0 +1,355 @@
+"""Pretext tasks: four ways to make labels out of unlabelled images.
+
+Self-supervised learning invents a task whose answers are in the data itself,
+trains an encoder on it, and keeps the encoder. The lecture (following the survey
+of Ericsson et al. 2022) sorts pretext tasks into four families; each has a tiny
+runnable example here, all training the same small :class:`ConvEncoder` on digits:
+
+- **transformation prediction** — rotate each image by 0/90/180/270° and predict the
+  rotation (Gidaris et al. 2018, RotNet): :class:`RotationPretext`.
+- **masked prediction** — hide random blocks of pixels and reconstruct them
+  (Pathak et al. 2016, context encoders; BERT and MAE in later chapters):
+  :class:`MaskedPixelPretext`.
+- **instance discrimination** — two augmented views of an image must be closer to each
+  other than to every other image in the batch, with the InfoNCE loss (SimCLR,
+  Chen et al. 2020; contrastive learning is this family's best-known member):
+  :class:`ContrastivePretext`.
+- **clustering** — cluster the current features with k-means and learn to predict the
+  cluster ids as pseudo-labels, alternately (DeepCluster, Caron et al. 2018):
+  :func:`deepcluster`.
+
+Each family is trained with :func:`lfd13.train.fit`; :func:`train_pretext` runs any of
+them by name. Shapes: B batch, H×W image, D feature width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from torch import nn
+
+from lfd13.train import History, fit
+
+FAMILIES = ("rotation", "masked", "contrastive", "clustering")
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    """Encoder and training settings shared by the four pretext tasks."""
+
+    image_size: int = 8  # side of the input digits (8 = native)
+    channels: int = 32  # channels of the first convolution (the second and third have twice as many)
+    feature_dim: int = 128  # D, width of the features the probes read
+    steps: int = 300  # optimiser steps of pre-training
+    batch_size: int = 128  # images per step
+    lr: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    mask_ratio: float = 0.5  # masked prediction: share of 2×2 pixel blocks hidden
+    temperature: float = 0.2  # instance discrimination: InfoNCE temperature
+    clusters: int = 40  # clustering: k of k-means (DeepCluster over-clusters, k > classes)
+    rounds: int = 4  # clustering: k-means / training alternations (steps are split between them)
+
+    def __post_init__(self) -> None:
+        if self.image_size % 4 != 0:
+            raise ValueError(f"image_size must be a multiple of 4 (two 2× poolings), got {self.image_size}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must lie strictly between 0 and 1, got {self.mask_ratio}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.rounds < 1 or self.steps < self.rounds:
+            raise ValueError(f"need 1 <= rounds <= steps, got rounds={self.rounds}, steps={self.steps}")
+
+
+PRESETS: dict[str, PretextConfig] = {
+    "pretext-nano": PretextConfig(channels=8, feature_dim=16, steps=4, batch_size=32, clusters=5, rounds=2),  # tests
+    "pretext-digits": PretextConfig(),  # the chapter's setting: 8×8 digits, a few seconds per family
+}
+
+
+def pretext_config(name: str = "pretext-digits", **overrides: Any) -> PretextConfig:
+    """A named preset with optional overrides (e.g. ``steps=600``)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown pretext preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+class ConvEncoder(nn.Module):
+    """The small CNN every pretext task trains: [B, 1, H, W] -> [B, D] features."""
+
+    def __init__(self, config: PretextConfig) -> None:
+        super().__init__()
+        c = config.channels
+        self.config = config
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # H/2
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # H/4
+        )
+        side = config.image_size // 4
+        self.proj = nn.Linear(2 * c * side * side, config.feature_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] -> [B, D]."""
+        if x.shape[-1] != self.config.image_size or x.shape[-2] != self.config.image_size:
+            raise ValueError(f"expected {self.config.image_size}×{self.config.image_size} images, got {tuple(x.shape[-2:])}")
+        return F.relu(self.proj(self.body(x).flatten(1)))
+
+
+def build_encoder(config: PretextConfig, *, seed: int) -> ConvEncoder:
+    """A randomly initialised :class:`ConvEncoder` (the same seed gives the same weights)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ConvEncoder(config)
+
+
+# ---------------------------------------------------------------- 1. transformation prediction
+def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All four rotations of every image, as in RotNet.
+
+    Args:
+        x: [B, 1, H, W] square images.
+
+    Returns:
+        ``(rotated [4B, 1, H, W], labels [4B])`` with label k for a rotation by k·90°.
+    """
+    rotated = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])
+    labels = torch.arange(4, device=x.device).repeat_interleave(len(x))
+    return rotated, labels
+
+
+def random_rotation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each image by a random multiple of 90° (global generator, CPU).
+
+    Args:
+        x: [B, 1, H, W] square images.
+
+    Returns:
+        ``(rotated [B, 1, H, W], labels [B])`` with label k for a rotation by k·90°.
+    """
+    k = torch.randint(0, 4, (len(x),)).to(x.device)
+    every = torch.stack([torch.rot90(x, j, dims=(-2, -1)) for j in range(4)])  # [4, B, 1, H, W]
+    return every[k, torch.arange(len(x), device=x.device)], k
+
+
+class RotationPretext(nn.Module):
+    """Transformation prediction: which of four rotations was applied? (one random rotation per image)"""
+
+    def __init__(self, encoder: ConvEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.feature_dim, 4)
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, labels = random_rotation(batch[0])
+        logits = self.head(self.encoder(x))
+        return {"loss": F.cross_entropy(logits, labels), "acc": (logits.argmax(-1) == labels).float().mean()}
+
+
+# ---------------------------------------------------------------- 2. masked prediction
+def block_mask(batch_size: int, image_size: int, ratio: float, *, block: int = 2, device: Any = None) -> torch.Tensor:
+    """A Bernoulli mask of ``block``×``block`` pixel blocks, for masked-pixel prediction.
+
+    Each block is hidden independently with probability ``ratio`` (drawn from the global
+    generator on the CPU, so :func:`lfd13.train.fit`'s seed fixes it). Unlike MAE's
+    per-sample shuffle, the number of hidden blocks varies from image to image.
+
+    Returns:
+        [B, 1, H, W] float, 1 = hidden, 0 = visible.
+    """
+    side = image_size // block
+    blocks = (torch.rand(batch_size, 1, side, side) < ratio).float()
+    return blocks.repeat_interleave(block, dim=-2).repeat_interleave(block, dim=-1).to(device)
+
+
+class MaskedPixelPretext(nn.Module):
+    """Masked prediction: reconstruct hidden pixel blocks from the visible ones (loss on hidden pixels only)."""
+
+    def __init__(self, encoder: ConvEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        n = encoder.config.image_size
+        self.decoder = nn.Sequential(nn.Linear(encoder.config.feature_dim, 256), nn.ReLU(), nn.Linear(256, n * n))
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x = batch[0]
+        n, ratio = self.encoder.config.image_size, self.encoder.config.mask_ratio
+        hidden = block_mask(len(x), n, ratio, device=x.device)  # [B, 1, H, W]
+        pred = self.decoder(self.encoder(x * (1 - hidden))).view_as(x)
+        return (((pred - x) ** 2) * hidden).sum() / hidden.sum().clamp(min=1)
+
+
+# ---------------------------------------------------------------- 3. instance discrimination
+def augment(x: torch.Tensor, *, max_degrees: float = 15.0, max_shift: float = 0.15, scale: tuple[float, float] = (0.9, 1.1)) -> torch.Tensor:
+    """A random view of each image: small rotation, scaling and translation, then pixel noise.
+
+    Random numbers come from the global generator on the CPU (seeded by ``fit``).
+
+    Args:
+        x: [B, 1, H, W] in [0, 1].
+
+    Returns:
+        [B, 1, H, W] augmented images.
+    """
+    b = len(x)
+    angle = (torch.rand(b) * 2 - 1) * math.radians(max_degrees)
+    s = torch.empty(b).uniform_(*scale)
+    shift = (torch.rand(b, 2) * 2 - 1) * max_shift * 2  # affine_grid coordinates span [-1, 1]
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], -1), torch.stack([sin, cos, shift[:, 1]], -1)], 1)
+    noise = 0.05 * torch.randn(x.shape)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return (F.grid_sample(x, grid, align_corners=False, padding_mode="zeros") + noise.to(x.device)).clamp(0, 1)
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The InfoNCE (NT-Xent) loss of SimCLR over a batch of positive pairs.
+
+    Each of the 2B embeddings must pick its partner view among the 2B − 1 others.
+
+    Args:
+        z1: [B, D] embeddings of the first views.
+        z2: [B, D] embeddings of the second views (row i pairs with row i of ``z1``).
+        temperature: softmax temperature.
+
+    Returns:
+        Scalar loss.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"z1 and z2 must both be [B, D], got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    z = F.normalize(torch.cat([z1, z2]), dim=-1)  # [2B, D]
+    sim = z @ z.T / temperature  # [2B, 2B]
+    sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))  # not yourself
+    b = len(z1)
+    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, partner)
+
+
+class ContrastivePretext(nn.Module):
+    """Instance discrimination: two augmented views, a projection head, InfoNCE."""
+
+    def __init__(self, encoder: ConvEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        d = encoder.config.feature_dim
+        self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 64))
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x = batch[0]
+        z1 = self.projector(self.encoder(augment(x)))
+        z2 = self.projector(self.encoder(augment(x)))
+        return info_nce(z1, z2, self.encoder.config.temperature)
+
+
+# ---------------------------------------------------------------- 4. clustering
+@torch.no_grad()
+def cluster_pseudo_labels(features: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
+    """k-means cluster ids of L2-normalised features, as pseudo-labels [N]."""
+    f = F.normalize(features.float(), dim=-1).cpu().numpy()
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(f)
+    return torch.from_numpy(km.labels_.astype(np.int64))
+
+
+class ClusterPretext(nn.Module):
+    """Clustering: predict the current k-means cluster of each image."""
+
+    def __init__(self, encoder: ConvEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.feature_dim, encoder.config.clusters)
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, pseudo = batch
+        logits = self.head(self.encoder(x))
+        return {"loss": F.cross_entropy(logits, pseudo), "acc": (logits.argmax(-1) == pseudo).float().mean()}
+
+
+def _encode_all(encoder: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    encoder.eval()
+    with torch.no_grad():
+        f = torch.cat([encoder(x[i : i + 512].to(device)).cpu() for i in range(0, len(x), 512)])
+    encoder.train()
+    return f
+
+
+def deepcluster(
+    task: ClusterPretext, x: torch.Tensor, *, seed: int, device: torch.device, progress: bool | None = None
+) -> History:
+    """DeepCluster's alternation: k-means on the features -> pseudo-labels -> train -> repeat.
+
+    The classifier head is re-initialised every round, because cluster ids are arbitrary.
+    """
+    cfg = task.encoder.config
+    history = History()
+    per_round = cfg.steps // cfg.rounds
+    task.to(device)
+    for r in range(cfg.rounds):
+        pseudo = cluster_pseudo_labels(_encode_all(task.encoder, x, device), cfg.clusters, seed=seed + r)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + r)
+            task.head.reset_parameters()
+        opt = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        h = fit(task, (x, pseudo), lambda m, b: m.step(b), optimizer=opt, steps=per_round, batch_size=cfg.batch_size,
+                seed=seed + r, device=device, progress=progress, desc=f"deepcluster round {r + 1}")
+        offset = len(history)
+        for s, t, *_ in zip(h.step, h.seconds):
+            history.step.append(offset + s)
+            history.seconds.append(t)
+        for k, v in h.metrics.items():
+            history.metrics.setdefault(k, []).extend(v)
+    return history
+
+
+# ---------------------------------------------------------------- all four
+_TASKS: dict[str, Callable[[ConvEncoder], nn.Module]] = {
+    "rotation": RotationPretext,
+    "masked": MaskedPixelPretext,
+    "contrastive": ContrastivePretext,
+    "clustering": ClusterPretext,
+}
+
+
+def train_pretext(
+    family: str,
+    x: torch.Tensor,
+    *,
+    config: PretextConfig | str = "pretext-digits",
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+) -> tuple[ConvEncoder, History]:
+    """Pre-train a fresh :class:`ConvEncoder` with one pretext family on unlabelled images.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        x: [N, 1, H, W] unlabelled images.
+        config: a :class:`PretextConfig` or preset name.
+        seed: fixes the initial weights, the batches and the random views / masks.
+        device: where to train (default :func:`lfd13.get_device`).
+
+    Returns:
+        ``(encoder in eval mode, history)``.
+    """
+    if family not in _TASKS:
+        raise KeyError(f"unknown pretext family {family!r}; choose one of {FAMILIES}")
+    cfg = pretext_config(config) if isinstance(config, str) else config
+    from lfd13.runtime import get_device
+
+    dev = torch.device(device) if device is not None else get_device()
+    encoder = build_encoder(cfg, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1000)
+        task = _TASKS[family](encoder)
+    if family == "clustering":
+        history = deepcluster(task, x, seed=seed, device=dev, progress=progress)  # type: ignore[arg-type]
+    else:
+        opt = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        history = fit(task, (x,), lambda m, b: m.step(b), optimizer=opt, steps=cfg.steps, batch_size=cfg.batch_size,
+                      seed=seed, device=dev, progress=progress, desc=f"pretext: {family}")
+    return encoder.eval(), history

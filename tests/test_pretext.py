@@ -1,0 +1,148 @@
+"""Tests for lfd13.pretext: tiny configs on the CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lfd13.data import load_digits
+from lfd13.pretext import (
+    FAMILIES,
+    ClusterPretext,
+    ConvEncoder,
+    MaskedPixelPretext,
+    PretextConfig,
+    RotationPretext,
+    augment,
+    block_mask,
+    build_encoder,
+    cluster_pseudo_labels,
+    info_nce,
+    pretext_config,
+    rotate_batch,
+    train_pretext,
+)
+
+NANO = pretext_config("pretext-nano")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_digits().x_train[:96]
+
+
+def test_encoder_shape_and_seed():
+    x = torch.rand(5, 1, 8, 8)
+    a, b = build_encoder(NANO, seed=0), build_encoder(NANO, seed=0)
+    assert a(x).shape == (5, NANO.feature_dim)
+    torch.testing.assert_close(a(x), b(x))
+    assert not torch.equal(a.proj.weight, build_encoder(NANO, seed=1).proj.weight)
+    with pytest.raises(ValueError, match="8×8"):
+        a(torch.rand(2, 1, 16, 16))
+
+
+def test_rotate_batch_labels_and_inverse():
+    x = torch.rand(3, 1, 8, 8)
+    r, y = rotate_batch(x)
+    assert r.shape == (12, 1, 8, 8) and y.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    for k in range(4):
+        torch.testing.assert_close(torch.rot90(r[3 * k : 3 * k + 3], -k, dims=(-2, -1)), x)
+
+
+def test_block_mask_blocks_and_ratio():
+    torch.manual_seed(0)
+    m = block_mask(200, 8, 0.3)
+    assert m.shape == (200, 1, 8, 8) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(m[..., ::2, ::2], m[..., 1::2, 1::2])  # constant on 2×2 blocks
+    assert abs(m.mean().item() - 0.3) < 0.03
+
+
+def test_masked_loss_ignores_visible_pixels():
+    torch.manual_seed(0)
+    task = MaskedPixelPretext(ConvEncoder(NANO))
+    x = torch.rand(4, 1, 8, 8)
+    torch.manual_seed(1)
+    loss = task.step((x,))
+    assert loss.ndim == 0 and loss > 0
+
+
+def test_info_nce_matches_cross_entropy_definition():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    tau = 0.5
+    z = F.normalize(torch.cat([z1, z2]), dim=-1)
+    sim = z @ z.T / tau
+    expected = 0.0
+    for i in range(8):
+        j = (i + 4) % 8
+        others = torch.cat([sim[i, :i], sim[i, i + 1 :]])
+        expected += -(sim[i, j] - torch.logsumexp(others, 0))
+    torch.testing.assert_close(info_nce(z1, z2, tau), expected / 8)
+    # identical, well-separated views: the loss approaches its minimum
+    e = torch.eye(4, 8) * 10
+    assert info_nce(e, e, 0.05) < 1e-3
+    # uninformative embeddings: log(2B - 1)
+    assert info_nce(torch.ones(4, 8), torch.ones(4, 8), 0.1).item() == pytest.approx(math.log(7), rel=1e-5)
+    with pytest.raises(ValueError, match=r"\[B, D\]"):
+        info_nce(torch.randn(4, 8), torch.randn(3, 8), 0.1)
+
+
+def test_augment_changes_images_within_range():
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 8, 8)
+    v = augment(x)
+    assert v.shape == x.shape and v.min() >= 0 and v.max() <= 1
+    assert not torch.allclose(v, x)
+
+
+def test_cluster_pseudo_labels_deterministic():
+    f = torch.cat([torch.randn(20, 4) + 5, torch.randn(20, 4) - 5])
+    a = cluster_pseudo_labels(f, 2, seed=0)
+    assert torch.equal(a, cluster_pseudo_labels(f, 2, seed=0))
+    assert len(set(a[:20].tolist())) == 1 and a[0] != a[-1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_trains(images, family):
+    enc, hist = train_pretext(family, images, config=NANO, seed=0, device="cpu", progress=False)
+    assert isinstance(enc, ConvEncoder) and not enc.training
+    assert len(hist) == NANO.steps and all(math.isfinite(v) for v in hist["loss"])
+    assert enc(images[:3]).shape == (3, NANO.feature_dim)
+
+
+def test_train_pretext_is_deterministic(images):
+    a, _ = train_pretext("contrastive", images, config=NANO, seed=3, device="cpu", progress=False)
+    b, _ = train_pretext("contrastive", images, config=NANO, seed=3, device="cpu", progress=False)
+    torch.testing.assert_close(a(images[:4]), b(images[:4]))
+
+
+def test_rotation_learns(images):
+    cfg = pretext_config("pretext-nano", steps=40, lr=5e-3)
+    _, hist = train_pretext("rotation", images, config=cfg, seed=0, device="cpu", progress=False)
+    assert hist.last("acc", 10) > 0.5  # chance is 0.25
+
+
+def test_heads_and_errors():
+    enc = ConvEncoder(NANO)
+    assert RotationPretext(enc).head.out_features == 4
+    assert ClusterPretext(enc).head.out_features == NANO.clusters
+    with pytest.raises(KeyError, match="rotation"):
+        train_pretext("jigsaw", torch.rand(4, 1, 8, 8), config=NANO)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        PretextConfig(image_size=10)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        PretextConfig(mask_ratio=1.0)
+
+
+def test_random_rotation_labels_match():
+    from lfd13.pretext import random_rotation
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 8, 8)
+    r, k = random_rotation(x)
+    assert r.shape == x.shape and k.shape == (16,) and set(k.tolist()) <= {0, 1, 2, 3}
+    for i in range(16):
+        torch.testing.assert_close(r[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))
