@@ -16,7 +16,6 @@ SOURCE = Path(__file__).resolve().parent / "source"
 SETUP = """\
 import math
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -249,6 +248,8 @@ def masking() -> Builder:
     """)
     b.md("### See it work: a 75 % mask on an image cut into 16 × 16 = 256 patches")
     b.demo("demo_random_masking", """
+    import matplotlib.pyplot as plt
+
     size, p = 64, 4
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     image = torch.stack([xx.abs(), yy.abs(), ((xx**2 + yy**2) < 0.5).float()], dim=-1)  # (H, W, 3)
@@ -394,6 +395,8 @@ def contrastive() -> Builder:
     held-out pairs improves from chance.
     """)
     b.demo("demo_clip", """
+    import matplotlib.pyplot as plt
+
     gen = torch.Generator().manual_seed(0)
     concepts = torch.randn(600, 6, generator=gen)
     to_image, to_text = torch.randn(6, 32, generator=gen), torch.randn(6, 24, generator=gen)
@@ -599,6 +602,8 @@ def lora() -> Builder:
     LoRA on its hidden layers or not at all. LoRA trains a few percent of the parameters.
     """)
     b.demo("demo_lora", """
+    import matplotlib.pyplot as plt
+
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(256, 16, generator=gen)
     task_a = torch.sin(x[:, :4].sum(dim=1, keepdim=True))

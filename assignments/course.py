@@ -144,46 +144,81 @@ def submissions(course: Path, name: str, students: list[str] | None) -> list[str
     return [s for s in found if students is None or s in students]
 
 
-def grade(course: Path, names: list[str], students: list[str] | None = None, timeout: int | None = None) -> None:
-    """Autograde each assignment in one nbgrader run, in a private temporary copy of the course."""
+def grade(course: Path, names: list[str], students: list[str] | None = None, timeout: int | None = None,
+          jobs: int = 1) -> None:
+    """Autograde each assignment in one nbgrader run, in a private temporary copy of the course.
+    With ``jobs > 1`` the assignments are graded in parallel; their results are merged back."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     protect(course)
     if not (course / "gradebook.db").exists():
         raise SystemExit("no gradebook: run `course.py release` first")
-    todo = {name: submissions(course, name, students) for name in names}
+    todo = {name: who for name in names if (who := submissions(course, name, students))}
     total = sum(len(v) for v in todo.values())
     if total == 0:
         print("nothing to grade: run `course.py collect --from DIR` first")
         return
     env = {"LFD13_CELL_TIMEOUT": str(timeout)} if timeout else {}
     with tqdm(total=total, desc="grading", unit="notebook") as bar:
-        for name, who in todo.items():
-            if not who:
-                continue
-            bar.set_postfix_str(name)
-            with tempfile.TemporaryDirectory(prefix="lfd13-grade-") as tmp:
-                work = Path(tmp) / "course"
-                work.mkdir(mode=0o700)
-                (work / "nbgrader_config.py").write_text(
-                    f"c = get_config()\nload_subconfig({str(course / 'nbgrader_config.py')!r})\n")
-                shutil.copy(course / "gradebook.db", work / "gradebook.db")
-                for student in who:
-                    shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name)
-                log = course / ".course" / f"grade-{name}.log"
-                nbgrader(["autograde", name, "--force"], work, progress=bar, log=log, env=env)
-                for student in who:
-                    out = work / "autograded" / student / name
-                    dest = course / "autograded" / student / name
-                    if dest.exists():
-                        shutil.rmtree(dest)
-                    if out.exists():
-                        shutil.copytree(out, dest)
-                shutil.copy(work / "gradebook.db", course / "gradebook.db")
-            bar.update(0)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(_grade_one, course, name, who, bar, env) for name, who in todo.items()]
+            for future in futures:
+                future.result()
     protect(course)
     print(f"nbgrader logs: {course / '.course'}/grade-<assignment>.log")
     summary(course)
+
+
+def _grade_one(course: Path, name: str, who: list[str], bar, env: dict) -> None:
+    with tempfile.TemporaryDirectory(prefix="lfd13-grade-") as tmp:
+        work = Path(tmp) / "course"
+        work.mkdir(mode=0o700)
+        (work / "nbgrader_config.py").write_text(
+            f"c = get_config()\nload_subconfig({str(course / 'nbgrader_config.py')!r})\n")
+        with _GRADEBOOK_LOCK:
+            shutil.copy(course / "gradebook.db", work / "gradebook.db")
+        for student in who:
+            shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name)
+        nbgrader(["autograde", name, "--force"], work, progress=bar, log=course / ".course" / f"grade-{name}.log",
+                 env=env)
+        for student in who:
+            out = work / "autograded" / student / name
+            dest = course / "autograded" / student / name
+            if dest.exists():
+                shutil.rmtree(dest)
+            if out.exists():
+                shutil.copytree(out, dest)
+        with _GRADEBOOK_LOCK:
+            merge_gradebook(course / "gradebook.db", work / "gradebook.db", name)
+
+
+_GRADEBOOK_LOCK = __import__("threading").Lock()
+
+
+def merge_gradebook(main: Path, graded: Path, assignment: str) -> None:
+    """Copy one assignment's submissions and grades from a grading copy into the main gradebook."""
+    import sqlite3
+
+    db = sqlite3.connect(main)
+    try:
+        db.execute("ATTACH DATABASE ? AS g", (str(graded),))
+        db.execute("INSERT OR IGNORE INTO student SELECT * FROM g.student")
+        db.execute("CREATE TEMP TABLE subs AS SELECT s.id FROM g.submitted_assignment s "
+                   "JOIN g.assignment a ON s.assignment_id = a.id WHERE a.name = ?", (assignment,))
+        db.execute("CREATE TEMP TABLE nbs AS SELECT id FROM g.submitted_notebook "
+                   "WHERE assignment_id IN (SELECT id FROM subs)")
+        db.execute("INSERT OR REPLACE INTO submitted_assignment SELECT * FROM g.submitted_assignment "
+                   "WHERE id IN (SELECT id FROM subs)")
+        db.execute("INSERT OR REPLACE INTO submitted_notebook SELECT * FROM g.submitted_notebook "
+                   "WHERE id IN (SELECT id FROM nbs)")
+        for table in ("grade", "comment"):
+            db.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM g.{table} "
+                       "WHERE notebook_id IN (SELECT id FROM nbs)")
+        db.commit()
+    finally:
+        db.close()
 
 
 # ---------------------------------------------------------------- feedback, export, summary
@@ -258,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
     p.add_argument("--student", action="append", help="only these students (repeatable)")
     p.add_argument("--timeout", type=int, help="seconds per cell (default 60)")
+    p.add_argument("--jobs", type=int, default=1, help="assignments graded in parallel (default 1)")
     p = sub.add_parser("feedback", help="generate HTML feedback for graded submissions")
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
     p = sub.add_parser("export", help="write the grades to a CSV file")
@@ -278,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "collect":
         collect(course, args.source)
     elif args.command == "grade":
-        grade(course, args.assignments, args.student, args.timeout)
+        grade(course, args.assignments, args.student, args.timeout, args.jobs)
     elif args.command == "feedback":
         feedback(course, args.assignments)
     elif args.command == "export":

@@ -15,7 +15,8 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
-from sandbox import SandboxedExecute  # noqa: E402
+from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec  # noqa: E402
+from sandbox import RestoreCellMetadata, SandboxedExecute  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -27,6 +28,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Autograding: restore test cells students edited or deleted, run each notebook in the sandbox,
 # a time limit per cell (an infinite loop is interrupted, the rest of the notebook still runs).
 c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCellMetadata, OverwriteCells, CheckCellMetadata,
+]
 c.Execute.timeout = int(os.environ.get("LFD13_CELL_TIMEOUT", "60"))
 c.Execute.interrupt_on_timeout = True
 c.Execute.raise_on_iopub_timeout = False

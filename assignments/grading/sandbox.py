@@ -28,7 +28,7 @@ from pathlib import Path
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer, List, Unicode
 
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 HERE = Path(__file__).resolve().parent
 KERNEL_NAME = "lfd13-sandbox"
@@ -72,6 +72,55 @@ def kill_uid(uid: int) -> None:
         time.sleep(0.1)
 
 
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Put back the nbgrader metadata of every known cell (grade, solution, locked, points, type).
+
+    nbgrader's ``OverwriteCells`` restores a test cell's source but not a ``grade`` flag a student
+    switched off, and then rejects the whole notebook for an inconsistent checksum. Running this
+    first means a tampered cell is simply restored and the rest of the work is still graded."""
+
+    def preprocess(self, nb: NotebookNode, resources):
+        from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
+
+        info = resources["nbgrader"]
+        notebook, assignment = info["notebook"], info["assignment"]
+        with Gradebook(info["db_url"]) as gb:
+            for cell in nb.cells:
+                meta = cell.get("metadata", {}).get("nbgrader")
+                if meta is None:
+                    continue
+                gid = meta.get("grade_id") if isinstance(meta, dict) else None
+                try:
+                    source = gb.find_source_cell(gid, notebook, assignment) if isinstance(gid, str) else None
+                except MissingEntry:
+                    source = None
+                if source is None:  # an unknown or renamed cell is an ordinary cell (nbgrader re-adds the original)
+                    del cell.metadata["nbgrader"]
+                    continue
+                try:
+                    graded = gb.find_graded_cell(gid, notebook, assignment)
+                except MissingEntry:
+                    graded = None
+                try:
+                    gb.find_solution_cell(gid, notebook, assignment)
+                    solution = True
+                except MissingEntry:
+                    solution = False
+                cell.cell_type = source.cell_type
+                if source.cell_type != "code":
+                    cell.pop("outputs", None)
+                    cell.pop("execution_count", None)
+                elif "outputs" not in cell:
+                    cell["outputs"], cell["execution_count"] = [], None
+                meta.update(grade=graded is not None and graded.type == "GradeCell", solution=solution,
+                            locked=bool(source.locked))
+                if graded is not None:
+                    meta["points"] = float(graded.max_score)
+                else:
+                    meta.pop("points", None)
+        return nb, resources
+
+
 class SandboxedExecute(Execute):
     """Execute in the sandbox kernel, then judge the hidden tests out of the student's reach."""
 
@@ -79,7 +128,6 @@ class SandboxedExecute(Execute):
     first_uid = Integer(200000, help="First of the unprivileged uids given to kernels, one per notebook.").tag(
         config=True)
 
-    _counter = 0
     _root: Path | None = None
 
     def _prepare(self) -> Path:
@@ -100,6 +148,27 @@ class SandboxedExecute(Execute):
             atexit.register(shutil.rmtree, root, True)
         return SandboxedExecute._root
 
+    def _claim_uid(self) -> int:
+        """An unprivileged uid no other grading process is using (claimed with an exclusive file)."""
+        claims = Path(tempfile.gettempdir()) / "lfd13-uids"
+        claims.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(self.first_uid, self.first_uid + 100_000):
+            try:
+                os.close(os.open(claims / str(uid), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                continue
+            if processes_of(uid):
+                continue  # keep the claim: someone else runs as this uid
+            return uid
+        raise RuntimeError(f"no free uid in [{self.first_uid}, {self.first_uid + 100_000}); clear {claims}")
+
+    @staticmethod
+    def _release_uid(uid: int) -> None:
+        try:
+            (Path(tempfile.gettempdir()) / "lfd13-uids" / str(uid)).unlink()
+        except OSError:
+            pass
+
     def _hidden(self, root: Path) -> list[str]:
         repo = HERE.parent.parent
         extra = [p for p in os.environ.get("LFD13_HIDE_EXTRA", "").split(os.pathsep) if p]
@@ -114,8 +183,7 @@ class SandboxedExecute(Execute):
 
         root = self._prepare()
 
-        SandboxedExecute._counter += 1
-        uid = self.first_uid + os.getpid() % 1000 * 1000 + SandboxedExecute._counter
+        uid = self._claim_uid()
         box = root / "boxes" / f"box-{uid}"
         box.mkdir(mode=0o700)
         seed = secrets.randbelow(2**31 - 1000)
@@ -130,6 +198,7 @@ class SandboxedExecute(Execute):
             self.log.warning("Execution stopped early: %s", problem)
         finally:
             kill_uid(uid)
+            self._release_uid(uid)
             for key in ("LFD13_BOX", "LFD13_UID", "LFD13_SEED", "LFD13_HIDE"):
                 os.environ.pop(key, None)
         if problem:

@@ -406,6 +406,8 @@ CORRECT: dict[str, list[tuple[str, dict[str, str]]]] = {
     for b in range(input_ids.shape[0]):
         eligible = (~special_tokens_mask[b]).nonzero().flatten()
         n = round(mlm_probability * len(eligible))
+        if n == 0:
+            continue
         chosen = eligible[torch.randperm(len(eligible), generator=generator)[:n]]
         labels[b, chosen] = input_ids[b, chosen]
         kind = torch.multinomial(torch.tensor([0.8, 0.1, 0.1]), n, replacement=True, generator=generator)

@@ -212,7 +212,7 @@ def graded(tmp_path_factory) -> Graded:
             nbformat.write(nb, path)
 
     run_course(course, "collect", "--from", str(subs_dir))
-    proc = run_course(course, "grade", "--timeout", str(CELL_TIMEOUT), timeout=1800)
+    proc = run_course(course, "grade", "--timeout", str(CELL_TIMEOUT), "--jobs", "3", timeout=1800)
     g.grade_log = proc.stdout + proc.stderr
 
     from nbgrader.api import Gradebook, MissingEntry

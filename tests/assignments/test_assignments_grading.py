@@ -119,8 +119,10 @@ def test_corrupted_notebook_scores_zero_without_stopping_others(graded):
 
 
 def test_tampering_with_comparisons_or_the_probe_does_not_pass(graded):
+    # the same wrong answers as ordinary variants, plus tampering: every cell they fail stays failed
     cells = scores(graded, "hostile-tamper", "contrastive")
-    assert graded.totals[("hostile-tamper", "contrastive")][0] == 0, cells
+    for gid in ("clip_loss_value", "clip_loss_grad", "zero_shot", "recall_at_k"):
+        assert cells[gid][0] == 0, cells
 
 
 def test_student_code_cannot_reach_solutions_gradebook_or_other_submissions(graded):
@@ -134,7 +136,7 @@ def test_student_code_cannot_reach_solutions_gradebook_or_other_submissions(grad
     assert report is not None, "the cheating cell did not run"
     assert report["solutions_used"] == []
     assert not [p for p in report["readable"] if p.endswith("gradebook.db") or "/submitted/" in p
-                or "/autograded/" in p or p.endswith(".pt")], report["readable"]
+                or "/autograded/" in p or "lfd13-sandbox" in p or "/source/" in p], report["readable"]
 
 
 def test_nothing_submitted_is_lost_or_changed(graded):
@@ -171,3 +173,10 @@ def test_export_writes_one_row_per_submission(graded, feedback_and_csv):
     by = {(r["student"], r["assignment"]): r for r in rows}
     assert float(by[("solution-lora", "lora")]["score"]) == 10
     assert float(by[("blank-lora", "lora")]["score"]) == 0
+
+
+# ---------------------------------------------------------------- nbgrader validate
+def test_validate_passes_on_the_solution_and_fails_on_the_release(graded):
+    proc = graded.run("validate")
+    for name in ASSIGNMENTS:
+        assert f"{name}: source passes, release fails as it should" in proc.stdout, proc.stdout
