@@ -177,6 +177,6 @@ def test_export_writes_one_row_per_submission(graded, feedback_and_csv):
 
 # ---------------------------------------------------------------- nbgrader validate
 def test_validate_passes_on_the_solution_and_fails_on_the_release(graded):
-    proc = graded.run("validate")
+    proc = graded.run("validate", "--jobs", "3")
     for name in ASSIGNMENTS:
         assert f"{name}: source passes, release fails as it should" in proc.stdout, proc.stdout
