@@ -145,7 +145,10 @@ def load_classifier(
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The stack of transformer layers of a BERT-family model (``base_model.encoder.layer``)."""
+    """The stack of layers, bottom first: ``model.blocks`` if it has one (e.g. :class:`SmallCNN`),
+    else a BERT-family model's ``base_model.encoder.layer``."""
+    if isinstance(getattr(model, "blocks", None), nn.ModuleList):
+        return model.blocks
     base = getattr(model, "base_model", model)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if not isinstance(layers, nn.ModuleList):
@@ -157,22 +160,77 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def freeze_bottom_layers(model: nn.Module, k: int) -> nn.Module:
-    """Freeze the embeddings and the bottom ``k`` transformer layers; train the rest.
+    """Freeze the embeddings and the bottom ``k`` layers (see :func:`encoder_layers`); train the rest.
 
-    ``k = 0`` is full fine-tuning; ``k = `` the number of layers leaves only the pooler and
-    the classifier head trainable. Returns ``model`` (modified in place).
+    ``k = 0`` is full fine-tuning; ``k = `` the number of layers leaves only the head (for
+    BERT: the pooler and the classifier) trainable. Returns ``model`` (modified in place).
     """
     layers = encoder_layers(model)
     if not 0 <= k <= len(layers):
         raise ValueError(f"k must be between 0 and {len(layers)} (the model's layers), got {k}")
     for p in model.parameters():
         p.requires_grad_(True)
-    if k > 0:
-        for p in model.base_model.embeddings.parameters():
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    if k > 0 and isinstance(embeddings, nn.Module):
+        for p in embeddings.parameters():
             p.requires_grad_(False)
         for layer in layers[:k]:
             for p in layer.parameters():
                 p.requires_grad_(False)
+    return model
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for 8×8 digits, for the image side of "which layers transfer".
+
+    Three conv blocks (``blocks``, bottom first) then global average pooling and a
+    linear head, so :func:`freeze_bottom_layers` freezes the first k blocks.
+    """
+
+    def __init__(self, *, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU()),  # (B, w, 8, 8)
+                nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),  # (B, 2w, 4, 4)
+                nn.Sequential(nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU()),  # (B, 2w, 4, 4)
+            ]
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 1, H, W] images -> [B, 2w] pooled features."""
+        for block in self.blocks:
+            x = block(x)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 1, H, W] images -> [B, C] logits."""
+        return self.head(self.features(x))
+
+
+def image_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cross-entropy step for :func:`lfd13.train.fit` on ``(images [B, 1, H, W], labels [B])``."""
+    x, y = batch
+    logits = model(x)
+    return {"loss": nn.functional.cross_entropy(logits, y), "acc": (logits.argmax(-1) == y).float().mean()}
+
+
+def freeze_top_layers(model: nn.Module, k: int) -> nn.Module:
+    """Freeze the top ``k`` layers (see :func:`encoder_layers`) and train the layers below them.
+
+    The mirror image of :func:`freeze_bottom_layers`: the copied, fixed layers are the last
+    ones, as the lecture's slide recommends for speech. The head always stays trainable.
+    Returns ``model`` (modified in place).
+    """
+    layers = encoder_layers(model)
+    if not 0 <= k <= len(layers):
+        raise ValueError(f"k must be between 0 and {len(layers)} (the model's layers), got {k}")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    for layer in layers[len(layers) - k :]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
     return model
 
 

@@ -133,3 +133,20 @@ def test_load_classifier_uses_the_packaged_minilm():
     feats = ft.mean_pooled_features(model, data, device="cpu")
     sims = F.normalize(feats, dim=-1) @ F.normalize(feats, dim=-1).T
     assert sims.shape == (4, 4) and float(sims.diagonal().min()) > 0.99
+
+
+def test_small_cnn_and_freezing_blocks():
+    torch.manual_seed(0)
+    cnn = ft.SmallCNN(num_classes=5, width=8)
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0])
+    assert cnn(x).shape == (6, 5) and cnn.features(x).shape == (6, 16)
+    out = ft.image_step(cnn, (x, y))
+    torch.testing.assert_close(out["loss"], F.cross_entropy(cnn(x), y))
+    assert len(ft.encoder_layers(cnn)) == 3
+    ft.freeze_bottom_layers(cnn, 2)
+    assert [any(p.requires_grad for p in b.parameters()) for b in cnn.blocks] == [False, False, True]
+    ft.freeze_top_layers(cnn, 2)
+    assert [any(p.requires_grad for p in b.parameters()) for b in cnn.blocks] == [True, False, False]
+    assert all(p.requires_grad for p in cnn.head.parameters())
+    with pytest.raises(ValueError, match="between 0 and 3"):
+        ft.freeze_top_layers(cnn, 5)
