@@ -174,9 +174,9 @@ def freeze_bottom_layers(model: nn.Module, k: int) -> nn.Module:
     if k > 0 and isinstance(embeddings, nn.Module):
         for p in embeddings.parameters():
             p.requires_grad_(False)
-        for layer in layers[:k]:
-            for p in layer.parameters():
-                p.requires_grad_(False)
+    for layer in layers[:k]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
     return model
 
 
