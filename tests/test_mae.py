@@ -128,7 +128,7 @@ def test_seed_determinism():
 def test_training_lowers_loss(digits8):
     m = build_mae("mae-nano")
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    h = fit(m, (digits8.x_train,), mae_step, optimizer=opt, steps=60, seed=0, device="cpu", progress=False)
+    h = fit(m, (digits8.x_train,), mae_step, optimizer=opt, steps=30, batch_size=32, seed=0, device="cpu", progress=False)
     assert h.last("loss", 10) < 0.7 * h["loss"][0]
 
 
