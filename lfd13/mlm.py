@@ -1,23 +1,23 @@
 """A small BERT-style masked language model, pre-trained on the course corpus.
 
-BERT {cite}`devlin2018bert` learns context-sensitive word vectors by *masked language
+BERT (Devlin et al., 2018) learns context-sensitive word vectors by *masked language
 modelling* (MLM): hide 15 % of the tokens and predict them from both sides. This module holds
 the pieces a chapter needs to do that at course scale, on a CPU, in about a minute:
 
-- :func:`train_wordpiece` — a WordPiece vocabulary (~4k) trained with ``tokenizers`` on the
-  corpus, wrapped as a transformers :class:`~transformers.BertTokenizer`;
-- :func:`make_blocks` — documents cut into fixed-length blocks ``[CLS] … [SEP]``;
-- :func:`mlm_collator` — transformers' own :class:`~transformers.DataCollatorForLanguageModeling`
+- ``train_wordpiece`` — a WordPiece vocabulary (~4k) trained with ``tokenizers`` on the
+  corpus, wrapped as a transformers ``transformers.BertTokenizer``;
+- ``make_blocks`` — documents cut into fixed-length blocks ``[CLS] … [SEP]``;
+- ``mlm_collator`` — transformers' own ``transformers.DataCollatorForLanguageModeling``
   (the 80/10/10 rule lives there; lfd13 has no masking code of its own);
-- :data:`PRESETS` / :func:`build_model` — tiny configurations of ``RoFormerForMaskedLM``
+- ``PRESETS`` / ``build_model`` — tiny configurations of ``RoFormerForMaskedLM``
   (BERT with rotary position embeddings, Su et al. 2021) and its left-to-right twin
   ``RoFormerForCausalLM``; plain ``BertForMaskedLM`` for comparison;
-- :func:`mlm_step` / :func:`causal_step` — step functions for :func:`lfd13.train.fit`; the MLM
+- ``mlm_step`` / ``causal_step`` — step functions for :func:`lfd13.train.fit`; the MLM
   step runs the output head only at the masked positions (the other 85 % carry no loss);
-- evaluation: :func:`masked_token_accuracy`, :func:`unigram_baseline`, :func:`accuracy_by_position`,
-  :func:`fill_mask`;
-- next-sentence prediction inputs: :func:`nsp_pairs`, :func:`encode_pair`;
-- :func:`pretrain`, :func:`save_checkpoint`, :func:`load_checkpoint` and ``python -m lfd13.mlm``,
+- evaluation: ``masked_token_accuracy``, ``unigram_baseline``, ``accuracy_by_position``,
+  ``fill_mask``;
+- next-sentence prediction inputs: ``nsp_pairs``, ``encode_pair``;
+- ``pretrain``, ``save_checkpoint``, ``load_checkpoint`` and ``python -m lfd13.mlm``,
   which reproduces the checkpoints shipped in ``lfd13/checkpoints/``.
 
 Why rotary positions? A BERT of this size with learned absolute position embeddings sits on
@@ -68,7 +68,7 @@ def train_wordpiece(texts: Sequence[str], *, vocab_size: int = 4096, min_frequen
     """Train a lower-cased WordPiece vocabulary on ``texts`` and return a BERT tokenizer.
 
     The vocabulary is learned with Hugging Face ``tokenizers`` (as BERT's was, with its own
-    WordPiece trainer); the result is a transformers :class:`BertTokenizer` with the usual
+    WordPiece trainer); the result is a transformers ``BertTokenizer`` with the usual
     ``[CLS] A [SEP] B [SEP]`` template and segment ids.
     """
     from tokenizers import BertWordPieceTokenizer
@@ -138,7 +138,7 @@ def mlm_collator(
     random_replace_prob: float = 0.1,
     seed: int = 0,
 ) -> DataCollatorForLanguageModeling:
-    """transformers' :class:`DataCollatorForLanguageModeling`, seeded.
+    """transformers' ``DataCollatorForLanguageModeling``, seeded.
 
     It selects each non-special token with probability ``mlm_probability``; a selected token
     becomes ``[MASK]`` with probability ``mask_replace_prob``, a random token with probability
@@ -283,7 +283,7 @@ def mlm_step(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str
 
 
 def causal_step(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Left-to-right LM loss and accuracy at the *same* selected positions as :func:`mlm_step`.
+    """Left-to-right LM loss and accuracy at the *same* selected positions as ``mlm_step``.
 
     The causal model reads the original (unmasked) tokens and predicts token i from tokens < i.
     Computing the loss only at the positions the collator selected (15 %) gives both models the
@@ -291,7 +291,7 @@ def causal_step(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[
 
     Args:
         batch: a masked batch (``input_ids`` [B, L], ``labels`` [B, L], -100 = not selected), as
-            :class:`MaskedBatches` yields; the original tokens are recovered from it.
+            ``MaskedBatches`` yields; the original tokens are recovered from it.
     """
     encoder, head = _encoder_and_head(model)
     labels = batch["labels"]
@@ -489,6 +489,8 @@ class PretrainConfig:
 
 @dataclass
 class PretrainResult:
+    """What :func:`pretrain` returns."""
+
     model: PreTrainedModel
     history: History
     config: PretrainConfig
@@ -560,7 +562,7 @@ def save_checkpoint(
 def load_checkpoint(
     name: str, *, directory: Path | str = CHECKPOINT_DIR, device: torch.device | str | None = None
 ) -> tuple[PreTrainedModel, BertTokenizer, dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint`, after checking its sha256.
+    """Load a checkpoint written by ``save_checkpoint``, after checking its sha256.
 
     Returns:
         ``(model in eval mode and float32, tokenizer, record)``; ``record`` is the JSON file

@@ -1,6 +1,6 @@
 """An offline English literary corpus for pre-training a small masked language model.
 
-BERT {cite}`devlin2018bert` was pre-trained on BooksCorpus and English Wikipedia, 3.3 billion
+BERT (Devlin et al., 2018) was pre-trained on BooksCorpus and English Wikipedia, 3.3 billion
 words. This course ships a tiny stand-in with the same flavour — real English prose, mostly
 stories — small enough to live in the package (about 210,000 words, 0.4 MB gzip'd):
 
@@ -9,7 +9,7 @@ stories — small enough to live in the package (about 210,000 words, 0.4 MB gzi
 - ``andersen``: 3 Andersen tales in H. P. Paull's 1872 translation.
 
 All three are public domain; ``lfd13/data/files/PROVENANCE.md`` says where they came from and
-how they were extracted. :func:`load_corpus` splits them into training and held-out text *by
+how they were extracted. ``load_corpus`` splits them into training and held-out text *by
 document* (a held-out tale is never seen in pieces during training), deterministically for a seed.
 
 Example::
@@ -109,7 +109,7 @@ def load_corpus(
     the same seed always gives the same split.
 
     Args:
-        sources: which of :data:`SOURCES` to use.
+        sources: which of ``SOURCES`` to use.
         held_out: fraction of documents per source to hold out, in [0, 1).
         seed: seed of the split.
     """
