@@ -5,8 +5,10 @@ user; it then, before any student code runs:
 
 1. imports ``lfd13_probe`` (so the probe holds pristine references) and tells it its box and seed;
 2. copies the connection file into the kernel's private box;
-3. hides the instructor's files (the course directory, the grading copy, the repository's ``.git``
-   and tests) under empty read-only mounts in a private mount namespace, where the OS allows it;
+3. in a private mount namespace (where the OS allows it), covers temporary and home directories
+   (``/tmp``, ``/home``, ``/root``...) with empty ones, binding back only the Python installation
+   and the kernel's box, and hides the instructor's files (the course directory, the grading copy,
+   the repository's ``.git`` and tests) under empty read-only mounts;
 4. sets resource limits (processes, file size, CPU time, memory);
 5. drops to an unprivileged user id unique to this submission (when started as root), so the kernel
    cannot read root-only files, other submissions' boxes or the gradebook;
@@ -32,52 +34,64 @@ def warn(msg: str) -> None:
     print(f"[lfd13 sandbox] {msg}", file=sys.stderr, flush=True)
 
 
-MS_BIND, MNT_DETACH = 0x1000, 2
+MS_BIND = 0x1000
+# Directories replaced by an empty private tmpfs in the kernel's mount namespace (other users' and the
+# grader's temporary files, home directories...). Paths the kernel needs are bound back inside them.
+MASKED = {"/tmp": "1777", "/var/tmp": "1777", "/dev/shm": "1777", "/home": "755", "/root": "755",
+          "/srv": "755", "/mnt": "755", "/media": "755"}
 
 
 def private_ancestor(path: str) -> str | None:
     """The first directory above ``path`` that other users cannot traverse, if any."""
-    parts = os.path.realpath(path).split(os.sep)[1:]
     current = "/"
-    for part in parts:
+    for part in os.path.realpath(path).split(os.sep)[1:]:
         if not os.stat(current).st_mode & 0o001:
             return current
         current = os.path.join(current, part)
     return None
 
 
-def expose(libc, path: str, stage: str) -> bool:
-    """Make ``path`` reachable by the unprivileged kernel when an ancestor (e.g. /root) is private:
-    cover that ancestor with an empty tmpfs and bind-mount only the needed child back into it."""
-    blocked = private_ancestor(path)
-    if blocked is None:
+def within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def mask(libc, target: str, keep: list[str], mode: str) -> bool:
+    """Cover ``target`` with an empty tmpfs, then bind the ``keep`` paths inside it back in place."""
+    inside = [k for k in keep if within(k, target) and os.path.exists(k)]
+    if not os.path.isdir(target) or any(k == target for k in inside):
         return True
-    child = os.path.relpath(os.path.realpath(path), blocked).split(os.sep)[0]
-    keep = os.path.join(blocked, child)
-    os.makedirs(stage, exist_ok=True)
-    if libc.mount(keep.encode(), stage.encode(), None, MS_BIND | MS_REC, None) != 0:
-        return False
-    if libc.mount(b"tmpfs", blocked.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=755") != 0:
-        return False
-    os.mkdir(keep)
-    ok = libc.mount(stage.encode(), keep.encode(), None, MS_BIND | MS_REC, None) == 0
-    libc.umount2(stage.encode(), MNT_DETACH)
-    return ok and expose(libc, path, stage)
+    fds = [(k, os.open(k, os.O_PATH)) for k in inside]  # handles that survive the covering mount
+    try:
+        opts = f"size=64m,mode={mode}".encode()
+        if libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) != 0:
+            return False
+        ok = True
+        for k, fd in fds:
+            os.makedirs(k if os.path.isdir(f"/proc/self/fd/{fd}") else os.path.dirname(k), mode=0o755, exist_ok=True)
+            ok &= libc.mount(f"/proc/self/fd/{fd}".encode(), k.encode(), None, MS_BIND | MS_REC, None) == 0
+        return ok
+    finally:
+        for _, fd in fds:
+            os.close(fd)
 
 
-def isolate(paths: list[str], needed: list[str], stage: str) -> bool:
-    """In a private mount namespace: expose the interpreter's directories, hide ``paths``."""
+def isolate(hidden: list[str], needed: list[str]) -> bool:
+    """In a private mount namespace: mask temporary and home directories (keeping ``needed``),
+    make ``needed`` reachable, and hide the instructor's ``hidden`` directories."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0:
         return False
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         return False
-    ok = all([expose(libc, p, stage) for p in needed])
-    for path in paths:
+    ok = all([mask(libc, target, needed, mode) for target, mode in MASKED.items()])
+    for path in needed:  # e.g. an interpreter under a private directory that is not in MASKED
+        blocked = private_ancestor(path)
+        if blocked is not None:
+            ok &= mask(libc, blocked, needed, "755")
+    for path in hidden:
         if os.path.isdir(path):
             flags = MS_RDONLY | MS_NOSUID | MS_NODEV
-            if libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=000") != 0:
-                ok = False
+            ok &= libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k,mode=000") == 0
     return ok
 
 
@@ -101,8 +115,10 @@ def main() -> None:
         os.makedirs(d, exist_ok=True)
     os.chdir(work)
 
-    needed = sorted({sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))})
-    isolated = isolate(hidden, needed, os.path.join(box, "stage"))
+    needed = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(
+        os.path.realpath(sys.executable)), box)})
+    isolated = isolate(hidden, needed)
+    os.chdir(work)  # through the new mounts
     if not isolated:
         warn("could not hide the instructor's files (no mount namespace); relying on file permissions")
     reachable = all(private_ancestor(p) is None for p in needed)

@@ -80,3 +80,12 @@ def test_merge_gradebook_copies_only_the_graded_assignment(course_cli, tmp_path)
     assert db.execute("SELECT id, auto_score FROM grade").fetchall() == [("G1", 3.0)]
     assert db.execute("SELECT id FROM submitted_assignment").fetchall() == [("S1",)]
     assert db.execute("SELECT id FROM student").fetchall() == [("ada",)]
+
+
+@pytest.mark.parametrize("name", ["masking", "contrastive", "lora"])
+def test_book_downloads_hold_no_solution_or_hidden_test(name):
+    text = (ROOT / "book" / "_static" / "assignments" / f"{name}.ipynb").read_text()
+    for secret in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "lfd13_probe", "torch.bernoulli(probs",
+                   "F.cross_entropy(logits, targets) + F.cross_entropy(logits.T"):
+        assert secret not in text
+    assert "raise NotImplementedError()" in text

@@ -3,6 +3,7 @@ collected and autograded by ``course.py`` in one session (see ``conftest.py``)."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,14 @@ def test_validate_passes_on_the_solution_and_fails_on_the_release(graded):
     proc = graded.run("validate", "--jobs", "3")
     for name in ASSIGNMENTS:
         assert f"{name}: source passes, release fails as it should" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_book_downloads_are_the_current_release(graded, assignment):
+    import nbformat
+
+    root = Path(__file__).resolve().parents[2]
+    book = nbformat.read(root / "book" / "_static" / "assignments" / f"{assignment}.ipynb", as_version=4)
+    release = nbformat.read(graded.course / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    assert [c.source for c in book.cells] == [c.source for c in release.cells], \
+        "book/_static/assignments is out of date: run `make release`"
