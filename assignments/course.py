@@ -77,6 +77,7 @@ def release(course: Path, names: list[str], book_dir: Path | None) -> None:
             book_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy(released, book_dir / f"{name}.ipynb")
             print(f"  copied to {book_dir / f'{name}.ipynb'}")
+    protect(course)  # the new gradebook too
 
 
 def validate(course: Path, names: list[str], jobs: int = 1) -> dict[str, tuple[bool, bool]]:
