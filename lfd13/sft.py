@@ -201,10 +201,10 @@ def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Ten
 class SFTConfig:
     """Optimisation of the SFT run (AdamW, warm-up, cosine decay)."""
 
-    steps: int = 1500  # optimiser steps
+    steps: int = 500  # optimiser steps
     batch_size: int = 64  # demonstrations per step
     lr: float = 3e-3  # peak learning rate
-    warmup: int = 100  # linear warm-up steps
+    warmup: int = 50  # linear warm-up steps
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     max_grad_norm: float = 1.0  # gradient clipping
     n_train: int = 20_000  # generated training demonstrations
