@@ -13,7 +13,7 @@ export LFD13_PROGRESS ?= 0
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup book book-fast test notebooks bench clean help
+.PHONY: setup chromium book book-fast test notebooks bench clean help
 
 help:
 	@echo "make book        build the HTML book into _build/html (executes notebooks, cached)"
@@ -32,6 +32,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (no browser download): installed here when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing: install it (e.g. sudo apt-get install chromium) to run the browser tests" >&2; \
+	  fi; }
+
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "Book built: open _build/html/index.html"
@@ -43,7 +53,7 @@ book-fast: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html --config _build/_config_noexec.yml -W -n --keep-going
 	@echo "Book built (no execution): open _build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 notebooks: $(STAMP)

@@ -9,6 +9,12 @@ os.environ.setdefault("LFD13_PROGRESS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
@@ -16,3 +22,28 @@ torch.set_num_threads(2)
 # Notebooks that tests write into temporary folders (e.g. assignment submissions)
 # are data, not nbval tests; the book's notebooks are collected from book/.
 collect_ignore_glob = ["**/*.ipynb"]
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_OUT = ROOT / "_build" / "test-book"
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """Build the whole site once, without executing notebooks, failing on any warning."""
+    config = BOOK_OUT / "_config_noexec.yml"
+    BOOK_OUT.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "_config.yml").read_text()
+    assert "execute_notebooks: cache" in text
+    config.write_text(text.replace("execute_notebooks: cache", 'execute_notebooks: "off"'))
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", "html",
+        "--config", str(config), "--path-output", str(BOOK_OUT), "-W", "-n", "--keep-going", "--all",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    log = proc.stdout + proc.stderr
+    (BOOK_OUT / "build.log").write_text(log)
+    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR)\b", line)]
+    assert proc.returncode == 0 and not warnings, "book build failed or warned:\n" + "\n".join(warnings or log.splitlines()[-40:])
+    return BOOK_OUT / "_build" / "html"
+
+

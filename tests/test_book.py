@@ -8,16 +8,11 @@ so no notebook is executed twice in one test run.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "_build" / "test-book"
-HTML = OUT / "_build" / "html"
 
 
 def toc_files() -> list[str]:
@@ -48,26 +43,6 @@ def test_book_notebooks_are_committed_with_outputs():
         nb = nbformat.read(nb_path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
         assert code and all(c.get("execution_count") for c in code), f"{nb_path.name}: run it with benchmarks/notebooks.py --write"
-
-
-@pytest.fixture(scope="session")
-def built_book() -> Path:
-    """Build the whole site once, without executing notebooks, failing on any warning."""
-    config = OUT / "_config_noexec.yml"
-    OUT.mkdir(parents=True, exist_ok=True)
-    text = (ROOT / "_config.yml").read_text()
-    assert "execute_notebooks: cache" in text
-    config.write_text(text.replace("execute_notebooks: cache", 'execute_notebooks: "off"'))
-    cmd = [
-        str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "--builder", "html",
-        "--config", str(config), "--path-output", str(OUT), "-W", "-n", "--keep-going", "--all",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    log = proc.stdout + proc.stderr
-    (OUT / "build.log").write_text(log)
-    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR)\b", line)]
-    assert proc.returncode == 0 and not warnings, "book build failed or warned:\n" + "\n".join(warnings or log.splitlines()[-40:])
-    return HTML
 
 
 def test_book_builds_without_warnings(built_book):
