@@ -13,7 +13,10 @@ export LFD13_PROGRESS ?= 0
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup chromium book book-fast test notebooks bench clean help
+.PHONY: setup chromium book book-fast test notebooks bench release grade feedback export clean help
+
+SUBMISSIONS ?= submissions
+GRADES ?= grades.csv
 
 help:
 	@echo "make book        build the HTML book into _build/html (executes notebooks, cached)"
@@ -21,6 +24,10 @@ help:
 	@echo "make notebooks   re-execute every book notebook in place (for committing outputs)"
 	@echo "make bench       measure notebook time/memory/headline figures -> benchmarks/results.json"
 	@echo "make book-fast   build the book from the committed outputs, without executing"
+	@echo "make release     instructors: generate the student notebooks (assignments/release, book/_static)"
+	@echo "make grade       instructors: collect SUBMISSIONS=dir (<student>/<assignment>/<assignment>.ipynb), autograde in the sandbox"
+	@echo "make feedback    instructors: HTML feedback for every graded submission"
+	@echo "make export      instructors: grades to GRADES=grades.csv"
 
 setup: $(STAMP)
 
@@ -61,6 +68,21 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/notebooks.py
+
+# Instructors: the nbgrader workflow (see book/instructor_guide.md).
+release: $(STAMP)
+	$(PY) assignments/course.py release
+
+grade: $(STAMP)
+	$(PY) assignments/course.py collect --from $(SUBMISSIONS)
+	$(PY) assignments/course.py grade
+	$(PY) assignments/course.py summary
+
+feedback: $(STAMP)
+	$(PY) assignments/course.py feedback
+
+export: $(STAMP)
+	$(PY) assignments/course.py export --csv $(GRADES)
 
 clean:
 	rm -rf _build .pytest_cache
