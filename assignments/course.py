@@ -240,10 +240,12 @@ def merge_gradebook(main: Path, graded: Path, assignment: str) -> None:
 
 
 # ---------------------------------------------------------------- feedback, export, summary
-def feedback(course: Path, names: list[str]) -> None:
+def feedback(course: Path, names: list[str], students: list[str] | None = None) -> None:
     for name in names:
         if any((course / "autograded").glob(f"*/{name}")):
-            nbgrader(["generate_feedback", name, "--force"], course, log=course / ".course" / f"feedback-{name}.log")
+            who = [f"--student={s}" for s in students or []]
+            nbgrader(["generate_feedback", name, "--force", *who], course,
+                     log=course / ".course" / f"feedback-{name}.log")
     files = sorted((course / "feedback").glob("*/*/*.html")) if (course / "feedback").is_dir() else []
     print(f"{len(files)} feedback file(s) in {course / 'feedback'}/<student>/<assignment>/")
 
@@ -315,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="assignments graded in parallel (default 1)")
     p = sub.add_parser("feedback", help="generate HTML feedback for graded submissions")
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
+    p.add_argument("--student", action="append", help="only these students (repeatable)")
     p = sub.add_parser("export", help="write the grades to a CSV file")
     p.add_argument("--csv", type=Path, default=Path("grades.csv"))
     sub.add_parser("summary", help="print the table of scores")
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "grade":
         grade(course, args.assignments, args.student, args.timeout, args.jobs)
     elif args.command == "feedback":
-        feedback(course, args.assignments)
+        feedback(course, args.assignments, args.student)
     elif args.command == "export":
         export(course, args.csv)
     elif args.command == "summary":

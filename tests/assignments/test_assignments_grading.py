@@ -152,7 +152,7 @@ def test_nothing_submitted_is_lost_or_changed(graded):
 # ---------------------------------------------------------------- feedback and export
 @pytest.fixture(scope="module")
 def feedback_and_csv(graded):
-    graded.run("feedback", "masking")
+    graded.run("feedback", "masking", "--student", "wrong-masking-0")
     csv_path = graded.course / "grades.csv"
     graded.run("export", "--csv", str(csv_path))
     return graded.course / "feedback", csv_path
