@@ -56,7 +56,7 @@ book: $(STAMP)
 # For editing prose: reuse the outputs stored in the notebooks instead of running them.
 book-fast: $(STAMP)
 	@mkdir -p _build
-	@sed 's/execute_notebooks: cache/execute_notebooks: "off"/' _config.yml > _build/_config_noexec.yml
+	@sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' _config.yml > _build/_config_noexec.yml
 	$(VENV)/bin/jupyter-book build . --builder html --config _build/_config_noexec.yml -W -n --keep-going
 	@echo "Book built (no execution): open _build/html/index.html"
 
@@ -74,8 +74,9 @@ release: $(STAMP)
 	$(PY) assignments/course.py release
 
 grade: $(STAMP)
+	@test -d "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir  (dir/<student>/<assignment>/<assignment>.ipynb)" >&2; exit 1; }
 	$(PY) assignments/course.py collect --from $(SUBMISSIONS)
-	$(PY) assignments/course.py grade
+	$(PY) assignments/course.py grade --jobs 2
 	$(PY) assignments/course.py summary
 
 feedback: $(STAMP)
