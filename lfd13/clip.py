@@ -229,11 +229,6 @@ def build_clip(config: CLIPConfig, *, texts: Sequence[str], seed: int) -> CLIP:
     return model
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (trainable or not)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def train_clip(
     model: CLIP,
     images: torch.Tensor,

@@ -249,12 +249,14 @@ class ParameterCount:
         return f"{self.trainable:,} of {self.total:,} trainable ({100 * self.fraction:.2f} %)"
 
 
-def count_parameters(model: nn.Module) -> ParameterCount:
-    """Count trainable and total parameters (shared tensors counted once)."""
-    seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
-    total = sum(p.numel() for p in seen.values())
-    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
-    return ParameterCount(trainable, total)
+def parameter_count(model: PreTrainedModel) -> ParameterCount:
+    """Trainable and total parameters of a transformers model, as its ``num_parameters`` counts them.
+
+    (Counting parameters by hand is part of the LoRA assignment, so the book uses the library's count.)
+    """
+    if not hasattr(model, "num_parameters"):
+        raise TypeError(f"expected a transformers model with .num_parameters(), got {type(model).__name__}")
+    return ParameterCount(model.num_parameters(only_trainable=True), model.num_parameters())
 
 
 # --------------------------------------------------------------------------- training

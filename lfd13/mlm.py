@@ -254,11 +254,6 @@ def build_model(config: MLMConfig | str = "bert-nano", *, causal: bool = False, 
     return (BertLMHeadModel if causal else BertForMaskedLM)(hf)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct parameters (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def _encoder_and_head(model: PreTrainedModel) -> tuple[nn.Module, nn.Module]:
     return model.base_model, model.cls  # type: ignore[attr-defined]
 

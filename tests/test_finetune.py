@@ -58,10 +58,10 @@ def test_classifier_copies_pretrained_weights(encoder, tokenizer):
 
 def test_freeze_bottom_layers(encoder):
     model = ft.sequence_classifier(encoder, num_labels=4)
-    total = ft.count_parameters(model)
+    total = ft.parameter_count(model)
     assert total.trainable == total.total
     ft.freeze_bottom_layers(model, 3)
-    top = ft.count_parameters(model)
+    top = ft.parameter_count(model)
     head = sum(p.numel() for p in model.classifier.parameters()) + sum(p.numel() for p in model.base_model.pooler.parameters())
     assert top.trainable == head and top.total == total.total
     ft.freeze_bottom_layers(model, 1)
@@ -69,7 +69,7 @@ def test_freeze_bottom_layers(encoder):
     assert not any(p.requires_grad for p in model.base_model.encoder.layer[0].parameters())
     assert all(p.requires_grad for p in model.base_model.encoder.layer[1].parameters())
     ft.freeze_bottom_layers(model, 0)
-    assert ft.count_parameters(model).trainable == total.total
+    assert ft.parameter_count(model).trainable == total.total
     with pytest.raises(ValueError, match="between 0 and 3"):
         ft.freeze_bottom_layers(model, 4)
     with pytest.raises(TypeError, match="BERT-family"):
