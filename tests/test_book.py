@@ -75,3 +75,52 @@ def test_glued_numbers_are_rendered(built_book):
     for page in built_book.glob("book/*.html"):
         text = page.read_text()
         assert "{glue" not in text, f"unrendered glue role in {page.name}"
+
+
+def _solution_lines() -> set[str]:
+    """Distinctive code lines of the instructor's solutions and hidden tests."""
+    import nbformat
+
+    lines: set[str] = set()
+    for src in (ROOT / "assignments" / "source").glob("*/*.ipynb"):
+        nb = nbformat.read(src, as_version=4)
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type != "code" or not (meta.get("solution") or (meta.get("grade") and meta.get("locked"))):
+                continue
+            in_block = False
+            for line in cell.source.splitlines():
+                if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+                    in_block = True
+                    continue
+                if "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+                    in_block = False
+                    continue
+                text = line.strip()
+                if in_block and len(text) >= 30 and not text.startswith("#"):
+                    lines.add(text)
+    return lines
+
+
+def test_no_solution_or_hidden_test_in_the_site(built_book):
+    """Released notebooks are offered for download; solutions and hidden tests never appear."""
+    secrets = _solution_lines()
+    assert len(secrets) >= 10, "found too few solution lines to make this check meaningful"
+    import nbformat
+
+    leaks = []
+    for path in built_book.rglob("*"):
+        if path.suffix not in (".html", ".ipynb", ".txt", ".js", ".json", ".md", ".py") or not path.is_file():
+            continue
+        if path.suffix == ".ipynb":
+            text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        else:
+            text = path.read_text(errors="ignore")
+        for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
+            if marker in text:
+                leaks.append(f"{path.relative_to(built_book)}: {marker}")
+        present = {line.strip() for line in text.splitlines()}
+        leaks.extend(f"{path.relative_to(built_book)}: {s[:60]}" for s in secrets & present)
+    assert not leaks, "solutions or hidden tests leak into the book:\n" + "\n".join(leaks[:20])
+    downloads = {p.name for p in built_book.rglob("_downloads/*/*.ipynb")}
+    assert {"masking.ipynb", "contrastive.ipynb", "lora.ipynb"} <= downloads
