@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-import yaml
+from test_book import toc_files as toc_pages
 
 pytestmark = pytest.mark.browser
 
@@ -27,16 +27,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
-
-
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        for ch in part.get("chapters", []):
-            pages.append(ch["file"])
-            pages.extend(s["file"] for s in ch.get("sections", []))
-    return pages
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
