@@ -1,23 +1,17 @@
-"""Shared test settings: offline, quiet, deterministic."""
+"""Shared fixtures; the offline, quiet environment is set in the root conftest.py."""
 
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("LFD13_PROGRESS", "0")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib
+import pytest
+import torch
 
 torch.set_num_threads(2)
+matplotlib.use("Agg")  # in this process only: tests draw figures without a display
 
 # Notebooks that tests write into temporary folders (e.g. assignment submissions)
 # are data, not nbval tests; the book's notebooks are collected from book/.
