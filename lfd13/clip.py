@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from open_clip.loss import ClipLoss
@@ -37,6 +39,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
+from lfd13 import shipped
 from lfd13.train import History, fit, warmup_cosine
 
 #: Size of open_clip's BPE vocabulary (ids 0..49407; 49406 = start, 49407 = end of text).
@@ -130,7 +133,7 @@ class CompactTokenEmbedding(nn.Module):
             raise ValueError(f"token_ids must be non-empty ids in 0..{vocab_size - 1}")
         lookup = torch.full((vocab_size,), -1, dtype=torch.long)
         lookup[torch.tensor(ids)] = torch.arange(len(ids))
-        self.register_buffer("lookup", lookup, persistent=True)  # (V,) open_clip id -> row, -1 = unknown
+        self.register_buffer("lookup", lookup, persistent=False)  # (V,) open_clip id -> row, -1 = unknown; rebuilt from token_ids
         self.register_buffer("token_ids", torch.tensor(ids), persistent=True)  # (K,) the ids in use
         self.embedding = nn.Embedding(len(ids), width)
         nn.init.normal_(self.embedding.weight, std=0.02)  # as open_clip's TextTransformer.init_parameters
@@ -194,18 +197,25 @@ def vocabulary_ids(texts: Sequence[str]) -> list[int]:
     return sorted(ids)
 
 
-def build_clip(config: CLIPConfig, *, texts: Sequence[str], seed: int) -> CLIP:
+def build_clip(
+    config: CLIPConfig, *, texts: Sequence[str] = (), seed: int, token_ids: Sequence[int] | None = None
+) -> CLIP:
     """An ``open_clip.model.CLIP`` sized by ``config``, its token table cut to the ids of ``texts``.
 
     Args:
         config: the model's sizes and image tower.
         texts: every caption or prompt the model will read (their words form its vocabulary).
         seed: seed of the initial weights.
+        token_ids: the open_clip ids of the vocabulary, instead of ``texts`` (as a checkpoint records them).
 
     Returns:
         The model (on the CPU). ``model.visual`` is a :class:`ConvImageEncoder` for
         ``image_tower="cnn"`` and open_clip's ``VisionTransformer`` for ``"vit"``.
     """
+    if token_ids is None:
+        if not texts:
+            raise ValueError("build_clip needs texts=[...] (the captions and prompts the model will read) or token_ids")
+        token_ids = vocabulary_ids(texts)
     vision_cfg = CLIPVisionCfg(
         layers=config.vit_layers,
         width=config.vit_width,
@@ -224,7 +234,7 @@ def build_clip(config: CLIPConfig, *, texts: Sequence[str], seed: int) -> CLIP:
     model = CLIP(config.embed_dim, vision_cfg, text_cfg, init_logit_scale=math.log(1.0 / config.init_temperature))
     if config.image_tower == "cnn":
         model.visual = ConvImageEncoder(channels=config.cnn_channels, output_dim=config.embed_dim, pool=config.cnn_pool)
-    model.token_embedding = CompactTokenEmbedding(vocabulary_ids(texts), config.text_width)
+    model.token_embedding = CompactTokenEmbedding(token_ids, config.text_width)
     model.vocab_size = OPEN_CLIP_VOCAB_SIZE
     return model
 
@@ -320,3 +330,22 @@ def encode_texts(model: CLIP, texts: Sequence[str] | torch.Tensor, *, context_le
     tokens = texts if isinstance(texts, torch.Tensor) else tokenize(texts, context_length=context_length or model.context_length)
     model.eval()
     return model.encode_text(tokens.to(device), normalize=True).cpu()
+
+
+def save_checkpoint(model: CLIP, config: CLIPConfig, path: Path | str, *, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Save a trained CLIP to ``path`` (``.pt``) with its config, vocabulary, recipe and sha256 (``.json``)."""
+    token_ids = model.token_embedding.token_ids.tolist()
+    return shipped.save_state(model, path, {"config": asdict(config), "token_ids": token_ids, "recipe": recipe})
+
+
+def load_checkpoint(name_or_path: str | Path, *, device: torch.device | str | None = None) -> tuple[CLIP, dict[str, Any]]:
+    """Load a CLIP checkpoint (e.g. ``"clip_shapes_seed0"``) after checking its sha256.
+
+    Returns:
+        ``(model in eval mode, metadata)``; the metadata holds the config, the recipe and the hash.
+    """
+    state, meta = shipped.load_state(name_or_path, command="python -m lfd13.pretrain clip")
+    fields = dict(meta["config"], cnn_channels=tuple(meta["config"]["cnn_channels"]))
+    model = build_clip(CLIPConfig(**fields), token_ids=meta["token_ids"], seed=0)
+    model.load_state_dict(state)
+    return model.to(device or "cpu").eval(), meta

@@ -24,16 +24,15 @@ Mask convention (MAE's): ``mask`` [B, L] with 0 = kept (visible), 1 = removed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+from lfd13 import shipped
 
 
 @dataclass(frozen=True)
@@ -352,29 +351,14 @@ def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overri
 
 
 # ----------------------------------------------------------------- checkpoints
-def _sha256(path: Any) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(model: MaskedAutoencoder, path: Any, *, recipe: dict[str, Any]) -> dict[str, Any]:
     """Save weights to ``path`` (``.pt``) and config + recipe + sha256 beside it (``.json``)."""
-    from pathlib import Path
-
-    path = Path(path)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save(state, path)
-    meta = {"config": asdict(model.config), "recipe": recipe, "sha256": _sha256(path), "bytes": path.stat().st_size}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
+    return shipped.save_state(model, path, {"config": asdict(model.config), "recipe": recipe})
 
 
 def checkpoint_path(name: str) -> Any:
     """Path of a checkpoint shipped in ``lfd13/checkpoints`` (e.g. ``"mae_digits"``)."""
-    return resources.files("lfd13") / "checkpoints" / f"{name}.pt"
+    return shipped.resolve(name)
 
 
 def load_checkpoint(name_or_path: Any, *, device: torch.device | str | None = None) -> tuple[MaskedAutoencoder, dict[str, Any]]:
@@ -387,16 +371,7 @@ def load_checkpoint(name_or_path: Any, *, device: torch.device | str | None = No
     Returns:
         ``(model in eval mode, metadata)``; metadata holds the config, the recipe and the hash.
     """
-    from pathlib import Path
-
-    path = Path(str(checkpoint_path(name_or_path))) if isinstance(name_or_path, str) and not str(name_or_path).endswith(".pt") else Path(name_or_path)
-    meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path} (with {meta_path.name}); create it with `python -m lfd13.pretrain mae`")
-    meta = json.loads(meta_path.read_text())
-    digest = _sha256(path)
-    if digest != meta["sha256"]:
-        raise ValueError(f"sha256 of {path} is {digest}, expected {meta['sha256']}: the file is corrupt or was changed; re-create it")
+    state, meta = shipped.load_state(name_or_path, command="python -m lfd13.pretrain mae")
     model = MaskedAutoencoder(MAEConfig(**meta["config"]))
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(state)
     return model.to(device or "cpu").eval(), meta

@@ -29,7 +29,6 @@ context within a few hundred steps.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import time
@@ -53,6 +52,7 @@ from transformers import (
     RoFormerForMaskedLM,
 )
 
+from lfd13.shipped import sha256_file
 from lfd13.train import History, fit, warmup_cosine
 
 #: Special tokens, in the order of their ids 0..4 (as in BERT's vocabulary).
@@ -524,10 +524,6 @@ def pretrain(
         desc="causal LM" if causal else "masked LM",
     )  # fmt: skip
     return PretrainResult(model=model, history=history, config=config)
-
-
-def sha256_file(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_checkpoint(

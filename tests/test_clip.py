@@ -15,6 +15,8 @@ from lfd13.clip import (
     build_clip,
     encode_images,
     encode_texts,
+    load_checkpoint,
+    save_checkpoint,
     tokenize,
     train_clip,
     vocabulary_ids,
@@ -122,3 +124,39 @@ def test_bad_training_input():
         train_clip(model, torch.rand(4, 3, 16, 16), tokenize(TEXTS, context_length=12), steps=1)
     with pytest.raises(ValueError, match="RGB"):
         model.visual(torch.rand(2, 1, 16, 16))
+
+
+def test_build_clip_needs_a_vocabulary():
+    with pytest.raises(ValueError, match="texts"):
+        build_clip(TINY, seed=0)
+    a = build_clip(TINY, texts=TEXTS, seed=3)
+    b = build_clip(TINY, token_ids=vocabulary_ids(TEXTS), seed=3)
+    assert torch.equal(a.token_embedding.token_ids, b.token_embedding.token_ids)
+
+
+def test_checkpoint_roundtrip_and_hash_check(tmp_path):
+    model = build_clip(TINY, texts=TEXTS, seed=4)
+    path = tmp_path / "tiny_clip.pt"
+    meta = save_checkpoint(model, TINY, path, recipe={"steps": 0})
+    loaded, meta2 = load_checkpoint(path)
+    assert meta2["sha256"] == meta["sha256"]
+    images = torch.rand(2, 3, TINY.image_size, TINY.image_size)
+    torch.testing.assert_close(encode_images(loaded, images), encode_images(model, images))
+    torch.testing.assert_close(encode_texts(loaded, TEXTS), encode_texts(model, TEXTS))
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ValueError, match="sha256"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain clip"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_shipped_checkpoints_match_the_recipe():
+    from lfd13.pretrain import CLIP_RECIPE, CLIP_SEEDS
+
+    for seed in CLIP_SEEDS:
+        model, meta = load_checkpoint(f"clip_shapes_seed{seed}")
+        assert meta["recipe"]["steps"] == CLIP_RECIPE["steps"] and meta["recipe"]["seed"] == seed
+        assert meta["bytes"] <= 2 * 1024 * 1024
+        world = SHAPES_PRESETS[CLIP_RECIPE["world"]]
+        # every word of every test caption and prompt is in the model's vocabulary
+        encode_texts(model, [f"a drawing of a {c} {s}" for c, s in world.combo_names()])

@@ -154,13 +154,23 @@ def test_checkpoint_roundtrip_and_hash_check(tmp_path):
         load_checkpoint(path)
 
 
-def test_shipped_checkpoint_loads_if_present():
-    path = mae_mod.checkpoint_path("mae_digits")
-    if not path.is_file():
-        pytest.skip("no shipped checkpoint")
-    model, meta = load_checkpoint("mae_digits")
-    assert model.embeddings.position_embeddings.abs().sum() > 0
-    assert path.stat().st_size <= 2 * 1024 * 1024
+def test_shipped_checkpoints_load_and_match_the_recipe():
+    from lfd13.pretrain import MAE_RECIPE, SWEEP_RATIOS, SWEEP_STEPS
+
+    for name, steps in [("mae_digits", MAE_RECIPE["steps"])] + [
+        (f"mae_digits_ratio{round(100 * r):02d}", SWEEP_STEPS) for r in SWEEP_RATIOS
+    ]:
+        path = mae_mod.checkpoint_path(name)
+        assert path.stat().st_size <= 2 * 1024 * 1024, f"{name} is over the 2 MB budget"
+        model, meta = load_checkpoint(name)
+        assert model.embeddings.position_embeddings.abs().sum() > 0
+        assert meta["recipe"]["steps"] == steps, f"{name} was not made by the current recipe; run its command"
+        assert meta["recipe"]["command"].startswith("python -m lfd13.pretrain mae")
+
+
+def test_missing_checkpoint_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain mae"):
+        load_checkpoint(tmp_path / "nothing.pt")
 
 
 def test_no_masking_implementation_of_our_own():
