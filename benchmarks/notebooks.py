@@ -3,7 +3,8 @@
 Every notebook runs top to bottom in a fresh kernel, offline, exactly as the book
 build and nbval run it. For each one this records
 
-- its wall time (budget: 90 s on the course's 2-core CPU machine),
+- its wall time (budget: 90 s on the course's 2-core CPU machine; 150 s for the text
+  chapters, which fine-tune a pretrained encoder several ways),
 - the peak resident memory of its kernel (budget: 3 GB, so an 8 GB laptop runs it),
 - every scalar it glues with ``myst_nb.glue`` — the numbers its prose quotes,
 
@@ -35,6 +36,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 TIME_BUDGET_S = 90.0
+# The text chapters load a 22M-parameter encoder and fine-tune it several ways: their
+# issue allows up to 150 s each ("≤ 90 s where possible, never over 150 s").
+TIME_BUDGET_OVERRIDES_S = {"02_bert": 150.0, "05_finetuning": 150.0, "05a_layers": 150.0, "05b_sft": 150.0, "06_peft": 150.0}
+
+
+def time_budget(stem: str) -> float:
+    """Seconds a notebook may take on the course's 2-core CPU machine."""
+    return TIME_BUDGET_OVERRIDES_S.get(stem, TIME_BUDGET_S)
 MEMORY_BUDGET_MB = 3072.0
 CELL_TIMEOUT_S = int(os.environ.get("LFD13_CELL_TIMEOUT", "600"))
 
@@ -130,13 +139,22 @@ def load_results() -> dict:
 def save_results(update: dict[str, dict]) -> dict:
     data = load_results()
     data.setdefault("notebooks", {}).update(update)
+    for stem, rec in data["notebooks"].items():  # budgets may have changed since older entries were written
+        rec["budget_s"] = time_budget(stem)
+        rec["within_budget"] = (
+            rec["error"] is None and rec["seconds"] is not None and rec["seconds"] <= rec["budget_s"]
+            and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
+        )
+    total = sum(rec["seconds"] or 0.0 for rec in data["notebooks"].values())
+    data["notebooks_total_seconds"] = round(total, 1)
     data["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "torch_threads": int(os.environ.get("LFD13_NUM_THREADS", "2")),
     }
-    data["budgets"] = {"notebook_seconds": TIME_BUDGET_S, "notebook_peak_memory_mb": MEMORY_BUDGET_MB}
+    data["budgets"] = {"notebook_seconds": TIME_BUDGET_S, "notebook_seconds_overrides": TIME_BUDGET_OVERRIDES_S,
+                       "notebook_peak_memory_mb": MEMORY_BUDGET_MB}
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return data
 
@@ -161,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'notebook':34} {'time (s)':>9} {'peak MB':>8}  status")
     for path in paths:
         rec = run(path, args.write)
+        rec["budget_s"] = time_budget(path.stem)
         rec["within_budget"] = (
-            rec["error"] is None and rec["seconds"] <= TIME_BUDGET_S and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
+            rec["error"] is None and rec["seconds"] <= rec["budget_s"] and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
         )
         update[path.stem] = rec
         status = "ok" if rec["within_budget"] else ("ERROR " + rec["error"] if rec["error"] else "OVER BUDGET")
