@@ -41,9 +41,13 @@ TIME_BUDGET_S = 90.0
 TIME_BUDGET_OVERRIDES_S = {"02_bert": 150.0, "05_finetuning": 150.0, "05a_layers": 150.0, "05b_sft": 150.0, "06_peft": 150.0}
 
 
-def time_budget(stem: str) -> float:
-    """Seconds a notebook may take on the course's 2-core CPU machine."""
-    return TIME_BUDGET_OVERRIDES_S.get(stem, TIME_BUDGET_S)
+def judge(stem: str, rec: dict) -> None:
+    """Set ``rec["budget_s"]`` and ``rec["within_budget"]`` (it ran, in time and in memory)."""
+    rec["budget_s"] = TIME_BUDGET_OVERRIDES_S.get(stem, TIME_BUDGET_S)
+    rec["within_budget"] = (
+        rec["error"] is None and rec["seconds"] is not None and rec["seconds"] <= rec["budget_s"]
+        and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
+    )
 MEMORY_BUDGET_MB = 3072.0
 CELL_TIMEOUT_S = int(os.environ.get("LFD13_CELL_TIMEOUT", "600"))
 
@@ -140,11 +144,7 @@ def save_results(update: dict[str, dict]) -> dict:
     data = load_results()
     data.setdefault("notebooks", {}).update(update)
     for stem, rec in data["notebooks"].items():  # budgets may have changed since older entries were written
-        rec["budget_s"] = time_budget(stem)
-        rec["within_budget"] = (
-            rec["error"] is None and rec["seconds"] is not None and rec["seconds"] <= rec["budget_s"]
-            and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
-        )
+        judge(stem, rec)
     total = sum(rec["seconds"] or 0.0 for rec in data["notebooks"].values())
     data["notebooks_total_seconds"] = round(total, 1)
     data["machine"] = {
@@ -179,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'notebook':34} {'time (s)':>9} {'peak MB':>8}  status")
     for path in paths:
         rec = run(path, args.write)
-        rec["budget_s"] = time_budget(path.stem)
-        rec["within_budget"] = (
-            rec["error"] is None and rec["seconds"] <= rec["budget_s"] and rec["peak_memory_mb"] <= MEMORY_BUDGET_MB
-        )
+        judge(path.stem, rec)
         update[path.stem] = rec
         status = "ok" if rec["within_budget"] else ("ERROR " + rec["error"] if rec["error"] else "OVER BUDGET")
         failed |= rec["error"] is not None

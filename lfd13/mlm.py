@@ -52,13 +52,12 @@ from transformers import (
     RoFormerForMaskedLM,
 )
 
-from lfd13.shipped import sha256_file
+from lfd13.shipped import CHECKPOINT_DIR, sha256_file
 from lfd13.train import History, fit, warmup_cosine
 
 #: Special tokens, in the order of their ids 0..4 (as in BERT's vocabulary).
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 
 
 # ----------------------------------------------------------------------------- tokenizer

@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from open_clip.model import CLIP
 
-from lfd13 import clip
+from lfd13 import clip, shipped
 from lfd13.data import load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
 from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step, save_checkpoint
 from lfd13.runtime import setup
 from lfd13.train import fit, warmup_cosine
-
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
 # The recipe (MAE's: AdamW, betas (0.9, 0.95), weight decay 0.05, warm-up then cosine).
 MAE_RECIPE: dict[str, Any] = {
@@ -47,6 +46,7 @@ MAE_RECIPE: dict[str, Any] = {
     "seed": 0,
 }
 SWEEP_RATIOS = (0.25, 0.5, 0.75, 0.9)
+SWEEP_STEPS = 3000  # half the main run, so that the four-run sweep stays affordable
 # Chapter 4's CLIP: the chapter trains 800 steps live; these run three times longer.
 CLIP_RECIPE: dict[str, Any] = {
     "preset": "clip-shapes",
@@ -58,7 +58,6 @@ CLIP_RECIPE: dict[str, Any] = {
     "lr": 3e-3,
 }
 CLIP_SEEDS = (0, 1, 2)
-SWEEP_STEPS = 3000  # half the main run, so that the four-run sweep stays affordable
 
 
 def pretrain_mae(*, mask_ratio: float = 0.75, steps: int | None = None, seed: int = 0, device: Any = None,
@@ -88,7 +87,7 @@ def pretrain_mae(*, mask_ratio: float = 0.75, steps: int | None = None, seed: in
 
 
 def pretrain_clip(*, seed: int = 0, steps: int | None = None, device: Any = None,
-                  progress: bool | None = None) -> tuple[Any, clip.CLIPConfig, dict[str, Any]]:
+                  progress: bool | None = None) -> tuple[CLIP, clip.CLIPConfig, dict[str, Any]]:
     """Train Chapter 4's CLIP on the coloured-shape captions (held-out combinations never seen)."""
     recipe = dict(CLIP_RECIPE, seed=seed)
     if steps is not None:
@@ -109,7 +108,7 @@ def pretrain_clip(*, seed: int = 0, steps: int | None = None, device: Any = None
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["mae", "mae-sweep", "clip"], help="which checkpoint(s) to (re)create")
-    parser.add_argument("--out", type=Path, default=CHECKPOINTS, help="output folder (default: the package's checkpoints)")
+    parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     args = parser.parse_args(argv)
     device = setup(seed=0, style=False)
     args.out.mkdir(parents=True, exist_ok=True)
