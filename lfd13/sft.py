@@ -194,6 +194,10 @@ def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), 
 def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One step for :func:`lfd13.train.fit`: next-token cross-entropy on the labelled positions."""
     input_ids, attention_mask, labels = batch
+    # right-padded to the longest demonstration of the whole set: drop the columns no row of
+    # this batch uses (causal attention never looks right, so no real token's output changes)
+    length = int(attention_mask.sum(1).max())
+    input_ids, attention_mask, labels = input_ids[:, :length], attention_mask[:, :length], labels[:, :length]
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 
@@ -233,7 +237,7 @@ def train_sft(
     data = encode_examples(examples, tokenizer, mask_prompt=mask_prompt)
     if data[0].shape[1] > model.config.n_positions:
         raise ValueError(f"sequences of {data[0].shape[1]} tokens exceed the model's n_positions={model.config.n_positions}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98), fused=True)
     scheduler = warmup_cosine(optimizer, warmup=config.warmup, total=config.steps)
     return fit(
         model,
