@@ -32,7 +32,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device
-from lfd13.train import History, fit, warmup_cosine
+from lfd13.train import History, fit, trim_padding, warmup_cosine
 
 # --------------------------------------------------------------------------- data
 
@@ -78,12 +78,6 @@ def encode_texts(
         raise ValueError(f"max_length must be >= 3 ([CLS], a token, [SEP]), got {max_length}")
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
     return EncodedTexts(enc["input_ids"], enc["attention_mask"], labels)
-
-
-def _trim(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop padding columns that no row of the batch uses (a batch of short texts runs faster)."""
-    length = int(attention_mask.sum(1).max())
-    return input_ids[:, :length], attention_mask[:, :length]
 
 
 # --------------------------------------------------------------------------- models
@@ -271,7 +265,7 @@ def classification_step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> di
         batch: ``(input_ids [B, L], attention_mask [B, L], labels [B])``.
     """
     input_ids, attention_mask, labels = batch
-    input_ids, attention_mask = _trim(input_ids, attention_mask)
+    attention_mask, input_ids = trim_padding(attention_mask, input_ids)
     out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
     return {"loss": out.loss, "acc": (out.logits.argmax(-1) == labels).float().mean()}
 
@@ -360,7 +354,7 @@ def predict_logits(
     model.to(device).eval()
     out = []
     for i in range(0, len(data.labels), batch_size):
-        ids, mask = _trim(data.input_ids[i : i + batch_size], data.attention_mask[i : i + batch_size])
+        mask, ids = trim_padding(data.attention_mask[i : i + batch_size], data.input_ids[i : i + batch_size])
         out.append(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu())
     return torch.cat(out)
 
@@ -399,7 +393,7 @@ def mean_pooled_features(
     base = getattr(model, "base_model", model).to(device).eval()
     out = []
     for i in range(0, len(data.input_ids), batch_size):
-        ids, mask = _trim(data.input_ids[i : i + batch_size], data.attention_mask[i : i + batch_size])
+        mask, ids = trim_padding(data.attention_mask[i : i + batch_size], data.input_ids[i : i + batch_size])
         ids, mask = ids.to(device), mask.to(device)
         hidden = base(input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1)
         h = hidden.last_hidden_state if layer == -1 else hidden.hidden_states[layer]  # (B, L, D)

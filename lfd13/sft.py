@@ -27,7 +27,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from lfd13.runtime import get_device
-from lfd13.train import History, fit, warmup_cosine
+from lfd13.train import History, fit, trim_padding, warmup_cosine
 
 IGNORE_INDEX = -100  # labels with this value are ignored by the loss
 
@@ -193,11 +193,10 @@ def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), 
 
 def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One step for :func:`lfd13.train.fit`: next-token cross-entropy on the labelled positions."""
+    # the whole set is padded to its longest demonstration; causal attention never looks right,
+    # so cutting the columns no row of this batch uses changes no real token's output
     input_ids, attention_mask, labels = batch
-    # right-padded to the longest demonstration of the whole set: drop the columns no row of
-    # this batch uses (causal attention never looks right, so no real token's output changes)
-    length = int(attention_mask.sum(1).max())
-    input_ids, attention_mask, labels = input_ids[:, :length], attention_mask[:, :length], labels[:, :length]
+    attention_mask, input_ids, labels = trim_padding(attention_mask, input_ids, labels)
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 

@@ -104,6 +104,20 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def trim_padding(attention_mask: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop the right-padding columns that no row of a batch uses (short batches run faster).
+
+    Args:
+        attention_mask: [B, L], 1 on real tokens; rows are right-padded.
+        tensors: more [B, L, ...] tensors aligned with it (input ids, labels).
+
+    Returns:
+        ``(attention_mask, *tensors)``, each cut to [B, L'] with L' the longest row.
+    """
+    length = int(attention_mask.sum(1).max())
+    return tuple(t[:, :length] for t in (attention_mask, *tensors))
+
+
 def tensor_batches(
     tensors: Sequence[torch.Tensor], *, batch_size: int, generator: torch.Generator, drop_last: bool = True
 ) -> Iterator[tuple[torch.Tensor, ...]]:

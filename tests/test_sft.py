@@ -57,7 +57,6 @@ def test_prompt_masking(tok):
     torch.testing.assert_close(loss, ref)
 
 
-
 def test_lm_step_drops_unused_padding(tok):
     # a batch padded far beyond its longest row gives the loss of the tightly padded batch
     exs = [sft.Example("upper:ab>", "AB"), sft.Example("sort:cab>", "abc")]
@@ -66,6 +65,7 @@ def test_lm_step_drops_unused_padding(tok):
     wide = (F.pad(ids, (0, extra), value=tok.pad_id), F.pad(mask, (0, extra)), F.pad(labels, (0, extra), value=sft.IGNORE_INDEX))
     model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0)
     torch.testing.assert_close(sft.lm_step(model, wide), sft.lm_step(model, (ids, mask, labels)))
+
 
 def test_tiny_gpt_config(tok):
     model = sft.tiny_gpt(tok, seed=0)

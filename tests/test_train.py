@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lfd13.train import History, fit, progress_enabled, tensor_batches, warmup_cosine
+from lfd13.train import History, fit, progress_enabled, tensor_batches, trim_padding, warmup_cosine
 
 
 def _toy(seed=0, n=64):
@@ -109,3 +109,11 @@ def test_progress_switch(monkeypatch):
     monkeypatch.setenv("LFD13_PROGRESS", "1")
     assert progress_enabled() is True
     assert progress_enabled(False) is False
+
+
+def test_trim_padding_cuts_to_the_longest_row():
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    ids = torch.arange(10).view(2, 5)
+    labels = -torch.ones(2, 5, dtype=torch.long)
+    m, i, lab = trim_padding(mask, ids, labels)
+    assert m.tolist() == [[1, 1, 0], [1, 1, 1]] and i.tolist() == [[0, 1, 2], [5, 6, 7]] and lab.shape == (2, 3)
