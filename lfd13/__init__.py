@@ -9,6 +9,21 @@ The one call every notebook starts with::
 
     import lfd13
     device = lfd13.setup(seed=0)
+
+The modules are layered; a module imports only from lower layers (and from its own
+subpackage), never from its own layer or above, so there is no import cycle
+(``tests/test_layers.py`` checks it):
+
+0. :mod:`~lfd13.style`, :mod:`~lfd13.sampling`, :mod:`~lfd13.shipped` — leaves: plot style,
+   few-label sampling, the checkpoint format;
+1. :mod:`~lfd13.runtime` — device, seeds, threads;
+2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.plotting` —
+   data sets, the training loop and recipes, loading hub models, figures;
+3. :mod:`~lfd13.evaluation` — probes and few-label experiments;
+4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.mlm`,
+   :mod:`~lfd13.finetune`, :mod:`~lfd13.sft` — one model family each;
+5. :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
+6. :mod:`~lfd13.pretrain` — the commands that recreate the shipped checkpoints.
 """
 
 from lfd13.runtime import get_device, make_generator, seed_everything, setup

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
 from lfd13 import shipped
-from lfd13.train import History, fit, warmup_cosine
+from lfd13.train import History, Recipe, train
 
 #: Size of open_clip's BPE vocabulary (ids 0..49407; 49406 = start, 49407 = end of text).
 OPEN_CLIP_VOCAB_SIZE = 49408
@@ -230,44 +231,49 @@ def build_clip(
         heads=config.text_heads,
         layers=config.text_layers,
     )
-    torch.manual_seed(seed)
-    model = CLIP(config.embed_dim, vision_cfg, text_cfg, init_logit_scale=math.log(1.0 / config.init_temperature))
-    if config.image_tower == "cnn":
-        model.visual = ConvImageEncoder(channels=config.cnn_channels, output_dim=config.embed_dim, pool=config.cnn_pool)
-    model.token_embedding = CompactTokenEmbedding(token_ids, config.text_width)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's generator is left alone
+        torch.manual_seed(seed)
+        model = CLIP(config.embed_dim, vision_cfg, text_cfg, init_logit_scale=math.log(1.0 / config.init_temperature))
+        if config.image_tower == "cnn":
+            model.visual = ConvImageEncoder(channels=config.cnn_channels, output_dim=config.embed_dim, pool=config.cnn_pool)
+        model.token_embedding = CompactTokenEmbedding(token_ids, config.text_width)
     model.vocab_size = OPEN_CLIP_VOCAB_SIZE
     return model
+
+
+#: The recipe of the shipped CLIPs (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`); Chapter 4 runs it shorter, live.
+SHAPES_RECIPE = Recipe(steps=2400, lr=3e-3, batch_size=128, weight_decay=0.1, warmup=20)
+
+
+def clip_step(model: CLIP, batch: tuple[torch.Tensor, torch.Tensor], *, loss_fn: ClipLoss | None = None) -> dict[str, torch.Tensor]:
+    """One contrastive step for :func:`lfd13.train.fit` on ``(images [B, 3, H, W], tokens [B, L])``.
+
+    ``ClipLoss`` takes the symmetric cross-entropy of the [B, B] similarity matrix with the
+    matching pairs on its diagonal. Also reports the temperature 1 / exp(logit_scale).
+    """
+    image, text = batch
+    image_features, text_features, logit_scale = model(image, text)  # (B, D), (B, D) normalised; exp(s)
+    loss = (loss_fn or ClipLoss())(image_features, text_features, logit_scale)
+    return {"loss": loss, "temperature": 1.0 / logit_scale.detach()}
 
 
 def train_clip(
     model: CLIP,
     images: torch.Tensor,
     tokens: torch.Tensor,
+    recipe: Recipe = SHAPES_RECIPE,
     *,
-    steps: int,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    weight_decay: float = 0.1,
-    warmup: int = 20,
     seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool | None = None,
 ) -> History:
-    """Contrastive pre-training with open_clip's ``ClipLoss`` in :func:`lfd13.train.fit`.
-
-    Each step encodes a batch of B images and their B captions, and ``ClipLoss``
-    takes the symmetric cross-entropy of the [B, B] similarity matrix with the
-    matching pairs on its diagonal. AdamW with a warm-up + cosine schedule.
+    """Contrastive pre-training with open_clip's ``ClipLoss`` (:func:`clip_step`) and :func:`lfd13.train.train`.
 
     Args:
         model: a CLIP from :func:`build_clip`.
         images: [N, 3, H, W] training images.
         tokens: [N, L] their captions' token ids (:func:`tokenize`).
-        steps: optimiser steps.
-        batch_size: B, pairs per step (each pair's negatives are the other B - 1).
-        lr: peak learning rate.
-        weight_decay: AdamW weight decay on matrices (not on gains, biases, embeddings, logit_scale).
-        warmup: warm-up steps.
+        recipe: steps, learning rate, batch size B (each pair's negatives are the other B - 1), …
         seed: seed of the batch order.
         device: where to train (default :func:`lfd13.get_device`).
         progress: show a progress bar.
@@ -277,24 +283,8 @@ def train_clip(
     """
     if images.ndim != 4 or tokens.ndim != 2 or len(images) != len(tokens):
         raise ValueError(f"need images [N, 3, H, W] and tokens [N, L] with the same N, got {tuple(images.shape)} and {tuple(tokens.shape)}")
-    loss_fn = ClipLoss()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
-    scheduler = warmup_cosine(optimizer, warmup=min(warmup, steps - 1), total=steps)
-
-    def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        image, text = batch
-        image_features, text_features, logit_scale = model(image, text)  # (B, D), (B, D) normalised; exp(s)
-        loss = loss_fn(image_features, text_features, logit_scale)
-        return {"loss": loss, "temperature": 1.0 / logit_scale.detach()}
-
-    return fit(
-        model, (images, tokens), step, optimizer=optimizer, scheduler=scheduler, steps=steps, batch_size=batch_size,
-        seed=seed, device=device, progress=progress, desc="clip",
-    )
+    step = partial(clip_step, loss_fn=ClipLoss())
+    return train(model, (images, tokens), step, recipe, seed=seed, device=device, progress=progress, desc="clip")
 
 
 @torch.no_grad()
@@ -332,20 +322,31 @@ def encode_texts(model: CLIP, texts: Sequence[str] | torch.Tensor, *, context_le
     return model.encode_text(tokens.to(device), normalize=True).cpu()
 
 
-def save_checkpoint(model: CLIP, config: CLIPConfig, path: Path | str, *, recipe: dict[str, Any]) -> dict[str, Any]:
-    """Save a trained CLIP to ``path`` (``.pt``) with its config, vocabulary, recipe and sha256 (``.json``)."""
-    token_ids = model.token_embedding.token_ids.tolist()
-    return shipped.save_state(model, path, {"config": asdict(config), "token_ids": token_ids, "recipe": recipe})
+#: The command that (re)creates the shipped CLIP checkpoints.
+RECREATE = "python -m lfd13.pretrain clip"
 
 
-def load_checkpoint(name_or_path: str | Path, *, device: torch.device | str | None = None) -> tuple[CLIP, dict[str, Any]]:
+def save_checkpoint(
+    model: CLIP, config: CLIPConfig, name: str, *, recipe: dict[str, Any], result: dict[str, Any],
+    directory: Path | str = shipped.CHECKPOINT_DIR,
+) -> shipped.CheckpointInfo:
+    """Save a trained CLIP as checkpoint ``name``: weights, config with vocabulary, recipe, result, sha256."""
+    config_record = {**asdict(config), "token_ids": model.token_embedding.token_ids.tolist()}
+    return shipped.save(name, model.state_dict(), kind="clip", command=RECREATE, config=config_record, recipe=recipe,
+                        result=result, directory=directory)
+
+
+def load_checkpoint(
+    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> tuple[CLIP, shipped.CheckpointInfo]:
     """Load a CLIP checkpoint (e.g. ``"clip_shapes_seed0"``) after checking its sha256.
 
     Returns:
-        ``(model in eval mode, metadata)``; the metadata holds the config, the recipe and the hash.
+        ``(model in eval mode, info)``; ``info`` holds the config, the recipe, the result and the hashes.
     """
-    state, meta = shipped.load_state(name_or_path, command="python -m lfd13.pretrain clip")
-    fields = dict(meta["config"], cnn_channels=tuple(meta["config"]["cnn_channels"]))
-    model = build_clip(CLIPConfig(**fields), token_ids=meta["token_ids"], seed=0)
-    model.load_state_dict(state)
-    return model.to(device or "cpu").eval(), meta
+    state, info = shipped.load(name_or_path, kind="clip", command=RECREATE, directory=directory)
+    fields = dict(info.config)
+    token_ids = fields.pop("token_ids")
+    config = CLIPConfig(**dict(fields, cnn_channels=tuple(fields["cnn_channels"])))
+    model = shipped.load_weights(build_clip(config, token_ids=token_ids, seed=0), state, info)
+    return model.to(device or "cpu").eval(), info

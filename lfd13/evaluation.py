@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lfd13.data.digits import subset_indices
+from lfd13.sampling import subset_indices
 from lfd13.runtime import get_device
 
 

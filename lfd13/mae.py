@@ -25,10 +25,10 @@ Mask convention (MAE's): ``mask`` [B, L] with 0 = kept (visible), 1 = removed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
@@ -187,8 +187,9 @@ class MaskedAutoencoder(nn.Module):
     def draw_noise(self, batch_size: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Uniform noise [B, L] on the CPU whose ascending sort decides which patches stay.
 
-        Drawn on the CPU (with ``generator``, or the global generator that
-        :func:`lfd13.train.fit` seeds) so that a seed gives the same masks on every device.
+        Drawn on the CPU from ``generator`` (pass one: :func:`lfd13.make_generator`), so that
+        a seed gives the same masks on every device. Without one, the global generator is
+        used (inside :func:`lfd13.train.fit` it is seeded by the run's seed).
         """
         return torch.rand(batch_size, self.config.num_patches, generator=generator)
 
@@ -325,21 +326,21 @@ class MAEClassifier(nn.Module):
         return self.head(self.norm(self.mae.encode(imgs)))
 
 
-def mae_step(model: MaskedAutoencoder, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Step function for :func:`lfd13.train.fit`: the MAE loss of a batch ``(imgs, ...)``."""
-    return model(batch[0]).loss
+def mae_step(
+    model: MaskedAutoencoder, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Step function for :func:`lfd13.train.fit`: the MAE loss of a batch ``(imgs, ...)``.
+
+    Bind ``generator`` (``functools.partial(mae_step, generator=g)``) to draw the masks from it.
+    """
+    return model(batch[0], generator=generator).loss
 
 
-def all_patches_step(model: MaskedAutoencoder, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def all_patches_step(
+    model: MaskedAutoencoder, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Step function for the SimMIM/BEiT-style baseline (encoder on all patches)."""
-    return model.forward_all_patches(batch[0]).loss
-
-
-def classifier_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Step function for fine-tuning: cross-entropy and batch accuracy."""
-    x, y = batch
-    logits = model(x)
-    return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(-1) == y).float().mean()}
+    return model.forward_all_patches(batch[0], generator=generator).loss
 
 
 def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overrides: Any) -> MaskedAutoencoder:
@@ -351,27 +352,32 @@ def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overri
 
 
 # ----------------------------------------------------------------- checkpoints
-def save_checkpoint(model: MaskedAutoencoder, path: Any, *, recipe: dict[str, Any]) -> dict[str, Any]:
-    """Save weights to ``path`` (``.pt``) and config + recipe + sha256 beside it (``.json``)."""
-    return shipped.save_state(model, path, {"config": asdict(model.config), "recipe": recipe})
+#: The command that (re)creates the shipped MAE checkpoints.
+RECREATE = "python -m lfd13.pretrain mae"
 
 
-def checkpoint_path(name: str) -> Any:
-    """Path of a checkpoint shipped in ``lfd13/checkpoints`` (e.g. ``"mae_digits"``)."""
-    return shipped.resolve(name)
+def save_checkpoint(
+    model: MaskedAutoencoder, name: str, *, recipe: dict[str, Any], result: dict[str, Any], command: str = RECREATE,
+    directory: Path | str = shipped.CHECKPOINT_DIR,
+) -> shipped.CheckpointInfo:
+    """Save weights and config + recipe + result + sha256 as the checkpoint ``name`` (see :mod:`lfd13.shipped`)."""
+    return shipped.save(name, model.state_dict(), kind="mae", command=command, config=asdict(model.config), recipe=recipe,
+                        result=result, directory=directory)
 
 
-def load_checkpoint(name_or_path: Any, *, device: torch.device | str | None = None) -> tuple[MaskedAutoencoder, dict[str, Any]]:
-    """Load a checkpoint after checking its sha256 against the recorded one.
+def load_checkpoint(
+    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> tuple[MaskedAutoencoder, shipped.CheckpointInfo]:
+    """Load an MAE checkpoint (e.g. ``"mae_digits"``) after checking its sha256.
 
     Args:
-        name_or_path: a shipped name (``"mae_digits"``) or a path to a ``.pt`` file with its ``.json``.
+        name_or_path: a shipped name (``"mae_digits"``) or a path to its ``.json`` / ``.safetensors``.
         device: where to put the model (default: CPU).
+        directory: where to look for a name (default: the package's checkpoints).
 
     Returns:
-        ``(model in eval mode, metadata)``; metadata holds the config, the recipe and the hash.
+        ``(model in eval mode, info)``; ``info`` holds the config, the recipe, the result and the hashes.
     """
-    state, meta = shipped.load_state(name_or_path, command="python -m lfd13.pretrain mae")
-    model = MaskedAutoencoder(MAEConfig(**meta["config"]))
-    model.load_state_dict(state)
-    return model.to(device or "cpu").eval(), meta
+    state, info = shipped.load(name_or_path, kind="mae", command=RECREATE, directory=directory)
+    model = shipped.load_weights(MaskedAutoencoder(MAEConfig(**info.config)), state, info)
+    return model.to(device or "cpu").eval(), info

@@ -37,19 +37,19 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model
 from torch import nn
 
-from lfd13.finetune import EncodedTexts, FinetuneConfig, classification_step, predict_logits
+from lfd13.finetune import FULL_FINETUNE, EncodedTexts, classification_step, predict_logits
 
-#: Training presets (AdamW, warm-up, cosine; see :class:`lfd13.finetune.FinetuneConfig`).
+#: Training presets (Chapter 5's :data:`lfd13.finetune.FULL_FINETUNE` with another learning rate).
 #: The new parameters start from zero (LoRA's B) or random (soft prompts, head) and are few,
 #: so they take a larger learning rate than full fine-tuning's 1e-4 over the same 60 steps.
-LORA_FINETUNE = FinetuneConfig(lr=2e-3)
-PROMPT_FINETUNE = FinetuneConfig(lr=3e-2)
+LORA_FINETUNE = replace(FULL_FINETUNE, lr=2e-3)
+PROMPT_FINETUNE = replace(FULL_FINETUNE, lr=3e-2)
 
 
 # --------------------------------------------------------------------------- applying peft

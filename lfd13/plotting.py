@@ -1,7 +1,8 @@
 """Plots: one consistent matplotlib style for the whole book.
 
 Every figure of the book is drawn by a function here or by a few lines of
-matplotlib in a chapter, always after :func:`use_style`. Functions take an
+matplotlib in a chapter, always after :func:`use_style` (from :mod:`lfd13.style`, which
+:func:`lfd13.setup` applies). Functions take an
 optional ``ax`` so that chapters can compose panels, and return the axes.
 """
 
@@ -9,41 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib as mpl
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lfd13.train import History
+from lfd13.style import PALETTE, STYLE, use_style
 
-#: Colour cycle (Okabe–Ito, readable with colour-vision deficiencies).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+if TYPE_CHECKING:
+    from lfd13.train import History
 
-STYLE = {
-    "figure.figsize": (6.4, 3.6),
-    "figure.dpi": 100,
-    "savefig.dpi": 150,
-    "savefig.bbox": "tight",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
-    "legend.frameon": False,
-    "font.size": 10,
-    "axes.prop_cycle": mpl.cycler(color=list(PALETTE)),
-    "image.cmap": "gray_r",
-    # deterministic SVG/PNG output: no random ids, no timestamps
-    "svg.hashsalt": "lfd13",
-}
-
-
-def use_style() -> None:
-    """Apply the book's style to every later figure."""
-    mpl.rcParams.update(STYLE)
-
+__all__ = ["PALETTE", "STYLE", "bar_chart", "image_grid", "plot_history", "plot_label_curve", "similarity_matrix", "use_style"]
 
 def _ax(ax: plt.Axes | None, figsize: tuple[float, float] | None = None) -> plt.Axes:
     if ax is not None:

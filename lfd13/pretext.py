@@ -25,6 +25,7 @@ them by name. Shapes: B batch, H×W image, D feature width.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,7 +36,8 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from lfd13.train import History, fit
+from lfd13.runtime import get_device, make_generator
+from lfd13.train import History, Recipe, train
 
 FAMILIES = ("rotation", "masked", "contrastive", "clustering")
 
@@ -65,6 +67,11 @@ class PretextConfig:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.rounds < 1 or self.steps < self.rounds:
             raise ValueError(f"need 1 <= rounds <= steps, got rounds={self.rounds}, steps={self.steps}")
+
+    @property
+    def recipe(self) -> Recipe:
+        """The optimisation recipe of pre-training (AdamW, constant learning rate)."""
+        return Recipe(steps=self.steps, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay)
 
 
 PRESETS: dict[str, PretextConfig] = {
@@ -124,16 +131,17 @@ def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rotated, labels
 
 
-def random_rotation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate each image by a random multiple of 90° (global generator, CPU).
+def random_rotation(x: torch.Tensor, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate each image by a random multiple of 90°, drawn on the CPU from ``generator``.
 
     Args:
         x: [B, 1, H, W] square images.
+        generator: the source of the random rotations.
 
     Returns:
         ``(rotated [B, 1, H, W], labels [B])`` with label k for a rotation by k·90°.
     """
-    k = torch.randint(0, 4, (len(x),)).to(x.device)
+    k = torch.randint(0, 4, (len(x),), generator=generator).to(x.device)
     every = torch.stack([torch.rot90(x, j, dims=(-2, -1)) for j in range(4)])  # [4, B, 1, H, W]
     return every[k, torch.arange(len(x), device=x.device)], k
 
@@ -146,25 +154,27 @@ class RotationPretext(nn.Module):
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.feature_dim, 4)
 
-    def step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        x, labels = random_rotation(batch[0])
+    def step(self, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        x, labels = random_rotation(batch[0], generator=generator)
         logits = self.head(self.encoder(x))
         return {"loss": F.cross_entropy(logits, labels), "acc": (logits.argmax(-1) == labels).float().mean()}
 
 
 # ---------------------------------------------------------------- 2. masked prediction
-def block_mask(batch_size: int, image_size: int, ratio: float, *, block: int = 2, device: Any = None) -> torch.Tensor:
+def block_mask(
+    batch_size: int, image_size: int, ratio: float, *, block: int = 2, device: Any = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A Bernoulli mask of ``block``×``block`` pixel blocks, for masked-pixel prediction.
 
-    Each block is hidden independently with probability ``ratio`` (drawn from the global
-    generator on the CPU, so :func:`lfd13.train.fit`'s seed fixes it). Unlike MAE's
-    per-sample shuffle, the number of hidden blocks varies from image to image.
+    Each block is hidden independently with probability ``ratio``, drawn on the CPU from
+    ``generator``. Unlike MAE's per-sample shuffle, the number of hidden blocks varies from
+    image to image.
 
     Returns:
         [B, 1, H, W] float, 1 = hidden, 0 = visible.
     """
     side = image_size // block
-    blocks = (torch.rand(batch_size, 1, side, side) < ratio).float()
+    blocks = (torch.rand(batch_size, 1, side, side, generator=generator) < ratio).float()
     return blocks.repeat_interleave(block, dim=-2).repeat_interleave(block, dim=-1).to(device)
 
 
@@ -177,33 +187,37 @@ class MaskedPixelPretext(nn.Module):
         n = encoder.config.image_size
         self.decoder = nn.Sequential(nn.Linear(encoder.config.feature_dim, 256), nn.ReLU(), nn.Linear(256, n * n))
 
-    def step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def step(self, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = batch[0]
         n, ratio = self.encoder.config.image_size, self.encoder.config.mask_ratio
-        hidden = block_mask(len(x), n, ratio, device=x.device)  # [B, 1, H, W]
+        hidden = block_mask(len(x), n, ratio, device=x.device, generator=generator)  # [B, 1, H, W]
         pred = self.decoder(self.encoder(x * (1 - hidden))).view_as(x)
         return (((pred - x) ** 2) * hidden).sum() / hidden.sum().clamp(min=1)
 
 
 # ---------------------------------------------------------------- 3. instance discrimination
-def augment(x: torch.Tensor, *, max_degrees: float = 15.0, max_shift: float = 0.15, scale: tuple[float, float] = (0.9, 1.1)) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, *, max_degrees: float = 15.0, max_shift: float = 0.15, scale: tuple[float, float] = (0.9, 1.1),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """A random view of each image: small rotation, scaling and translation, then pixel noise.
 
-    Random numbers come from the global generator on the CPU (seeded by ``fit``).
+    Random numbers are drawn on the CPU from ``generator``.
 
     Args:
         x: [B, 1, H, W] in [0, 1].
+        generator: the source of the random views.
 
     Returns:
         [B, 1, H, W] augmented images.
     """
     b = len(x)
-    angle = (torch.rand(b) * 2 - 1) * math.radians(max_degrees)
-    s = torch.empty(b).uniform_(*scale)
-    shift = (torch.rand(b, 2) * 2 - 1) * max_shift * 2  # affine_grid coordinates span [-1, 1]
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=generator)
+    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * max_shift * 2  # affine_grid coordinates span [-1, 1]
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], -1), torch.stack([sin, cos, shift[:, 1]], -1)], 1)
-    noise = 0.05 * torch.randn(x.shape)
+    noise = 0.05 * torch.randn(x.shape, generator=generator)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     return (F.grid_sample(x, grid, align_corners=False, padding_mode="zeros") + noise.to(x.device)).clamp(0, 1)
 
@@ -240,10 +254,10 @@ class ContrastivePretext(nn.Module):
         d = encoder.config.feature_dim
         self.projector = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 64))
 
-    def step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def step(self, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = batch[0]
-        z1 = self.projector(self.encoder(augment(x)))
-        z2 = self.projector(self.encoder(augment(x)))
+        z1 = self.projector(self.encoder(augment(x, generator=generator)))
+        z2 = self.projector(self.encoder(augment(x, generator=generator)))
         return info_nce(z1, z2, self.encoder.config.temperature)
 
 
@@ -264,8 +278,8 @@ class ClusterPretext(nn.Module):
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.feature_dim, encoder.config.clusters)
 
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x, pseudo = batch
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        x, pseudo = batch  # the pseudo-labels need no randomness
         logits = self.head(self.encoder(x))
         return {"loss": F.cross_entropy(logits, pseudo), "acc": (logits.argmax(-1) == pseudo).float().mean()}
 
@@ -284,23 +298,25 @@ def deepcluster(
     """DeepCluster's alternation: k-means on the features -> pseudo-labels -> train -> repeat.
 
     The classifier head is re-initialised every round, because cluster ids are arbitrary.
+    The returned history runs over all rounds: steps and seconds count from the first round
+    (the k-means time included).
     """
     cfg = task.encoder.config
     history = History()
     per_round = cfg.steps // cfg.rounds
     task.to(device)
+    start = time.perf_counter()
     for r in range(cfg.rounds):
         pseudo = cluster_pseudo_labels(_encode_all(task.encoder, x, device), cfg.clusters, seed=seed + r)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + r)
             task.head.reset_parameters()
-        opt = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        h = fit(task, (x, pseudo), lambda m, b: m.step(b), optimizer=opt, steps=per_round, batch_size=cfg.batch_size,
-                seed=seed + r, device=device, progress=progress, desc=f"deepcluster round {r + 1}")
-        offset = len(history)
-        for s, t, *_ in zip(h.step, h.seconds):
-            history.step.append(offset + s)
-            history.seconds.append(t)
+        offset_steps, offset_seconds = len(history), time.perf_counter() - start
+        h = train(task, (x, pseudo), lambda m, b: m.step(b), replace(cfg.recipe, steps=per_round), seed=seed + r,
+                  device=device, progress=progress, desc=f"deepcluster round {r + 1}")
+        for s, t in zip(h.step, h.seconds):
+            history.step.append(offset_steps + s)
+            history.seconds.append(offset_seconds + t)
         for k, v in h.metrics.items():
             history.metrics.setdefault(k, []).extend(v)
     return history
@@ -339,8 +355,6 @@ def train_pretext(
     if family not in _TASKS:
         raise KeyError(f"unknown pretext family {family!r}; choose one of {FAMILIES}")
     cfg = pretext_config(config) if isinstance(config, str) else config
-    from lfd13.runtime import get_device
-
     dev = torch.device(device) if device is not None else get_device()
     encoder = build_encoder(cfg, seed=seed)
     with torch.random.fork_rng(devices=[]):
@@ -349,7 +363,7 @@ def train_pretext(
     if family == "clustering":
         history = deepcluster(task, x, seed=seed, device=dev, progress=progress)  # type: ignore[arg-type]
     else:
-        opt = torch.optim.AdamW(task.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        history = fit(task, (x,), lambda m, b: m.step(b), optimizer=opt, steps=cfg.steps, batch_size=cfg.batch_size,
-                      seed=seed, device=dev, progress=progress, desc=f"pretext: {family}")
+        views = make_generator(seed + 2000)  # the random rotations, masks or augmented views
+        history = train(task, (x,), lambda m, b: m.step(b, generator=views), cfg.recipe, seed=seed, device=dev,
+                        progress=progress, desc=f"pretext: {family}")
     return encoder.eval(), history

@@ -2,14 +2,14 @@
 
 A chapter must run in about a minute on two CPU cores; some results need a longer
 pre-training than that. This module is the recipe: it trains the model with
-:func:`lfd13.train.fit`, then writes ``lfd13/checkpoints/<name>.pt`` with a ``.json``
-beside it holding the config, the recipe and the file's sha256, which
-:func:`lfd13.mae.load_checkpoint` and :func:`lfd13.clip.load_checkpoint` check
-(see :mod:`lfd13.shipped`). Run::
+:func:`lfd13.train.train`, then writes ``lfd13/checkpoints/<name>.safetensors`` with a
+``.json`` beside it holding the config, the recipe, what the run measured and the
+sha256 of every file (see :mod:`lfd13.shipped`). Run::
 
     python -m lfd13.pretrain mae          # Chapter 3's MAE (mask ratio 0.75)
     python -m lfd13.pretrain mae-sweep    # Chapter 3's mask-ratio sweep (0.25, 0.5, 0.75, 0.9), shorter runs
     python -m lfd13.pretrain clip         # Chapter 4's CLIP, three seeds
+    python -m lfd13.pretrain mlm          # Chapter 2's masked LM and its left-to-right twin
 
 The numbers in the book come from these files, not from this run's log; re-running
 on other hardware gives a model of the same quality but not bit-identical weights.
@@ -19,115 +19,163 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from open_clip.model import CLIP
 
-from lfd13 import clip, shipped
+from lfd13 import clip, mlm, shipped
 from lfd13.data import load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
-from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step, save_checkpoint
-from lfd13.runtime import setup
-from lfd13.train import fit, warmup_cosine
+from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step
+from lfd13.mae import save_checkpoint as save_mae
+from lfd13.runtime import make_generator, setup
+from lfd13.train import History, Recipe, train
 
-# The recipe (MAE's: AdamW, betas (0.9, 0.95), weight decay 0.05, warm-up then cosine).
-MAE_RECIPE: dict[str, Any] = {
-    "preset": "mae-digits",
-    "image_size": 16,  # digits upsampled from 8×8
-    "steps": 6000,  # the loss leaves the mean-image plateau only after ~700 steps (Chapter 3)
-    "batch_size": 64,
-    "lr": 2e-3,
-    "weight_decay": 0.05,
-    "betas": (0.9, 0.95),
-    "warmup": 50,
-    "seed": 0,
-}
+
+@dataclass(frozen=True)
+class MAEPretraining:
+    """Chapter 3's MAE pre-training: MAE's AdamW recipe (betas 0.9/0.95, weight decay 0.05, warm-up, cosine)."""
+
+    preset: str = "mae-digits"  # model preset in lfd13.mae.PRESETS
+    image_size: int = 16  # digits upsampled from 8×8
+    mask_ratio: float = 0.75  # share of patches removed per image
+    seed: int = 0  # seeds the initialisation, the batch order and the masks
+    # the loss leaves the mean-image plateau only after ~700 steps (Chapter 3)
+    recipe: Recipe = field(default_factory=lambda: Recipe(steps=6000, lr=2e-3, batch_size=64, weight_decay=0.05,
+                                                          warmup=50, betas=(0.9, 0.95)))
+
+
+@dataclass(frozen=True)
+class CLIPPretraining:
+    """Chapter 4's CLIP pre-training on the coloured-shape captions (held-out combinations never seen)."""
+
+    preset: str = "clip-shapes"  # model preset in lfd13.clip.CLIP_PRESETS
+    world: str = "shapes-24"  # lfd13.data.shapes.SHAPES_PRESETS
+    n_train: int = 20_000  # compositional_split(world, n_train, n_test_per_combo=40, seed=split_seed)
+    split_seed: int = 0  # seed of the data split
+    seed: int = 0  # seeds the initialisation and the batch order
+    recipe: Recipe = clip.SHAPES_RECIPE
+
+
 SWEEP_RATIOS = (0.25, 0.5, 0.75, 0.9)
 SWEEP_STEPS = 3000  # half the main run, so that the four-run sweep stays affordable
-# Chapter 4's CLIP: the chapter trains 800 steps live; these run three times longer.
-CLIP_RECIPE: dict[str, Any] = {
-    "preset": "clip-shapes",
-    "world": "shapes-24",
-    "n_train": 20_000,  # compositional_split(world, n_train, n_test_per_combo=40, seed=split_seed)
-    "split_seed": 0,
-    "steps": 2400,
-    "batch_size": 128,
-    "lr": 3e-3,
-}
 CLIP_SEEDS = (0, 1, 2)
 
 
-def pretrain_mae(*, mask_ratio: float = 0.75, steps: int | None = None, seed: int = 0, device: Any = None,
-                 progress: bool | None = None) -> tuple[MaskedAutoencoder, dict[str, Any]]:
-    """Pre-train the chapter's MAE on the digits' training images (labels unused)."""
-    recipe = dict(MAE_RECIPE, mask_ratio=mask_ratio, seed=seed)
-    if steps is not None:
-        recipe["steps"] = steps
-    data = load_digits(size=recipe["image_size"])
-    model = build_mae(mae_config(recipe["preset"], mask_ratio=mask_ratio), seed=seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"], betas=recipe["betas"])
-    sched = warmup_cosine(opt, warmup=recipe["warmup"], total=recipe["steps"])
-    start = time.perf_counter()
-    def report(step: int, values: Any) -> None:
-        if step % 250 == 0:
-            print(f"  mask ratio {mask_ratio}: step {step}/{recipe['steps']}, loss {values['loss']:.4f}", flush=True)
-
-    history = fit(model, (data.x_train,), mae_step, optimizer=opt, scheduler=sched, steps=recipe["steps"],
-                  batch_size=recipe["batch_size"], seed=seed, device=device, progress=progress, desc=f"MAE {mask_ratio}",
-                  callbacks=(report,))
-    recipe["final_loss"] = round(history.last("loss", 50), 5)
-    recipe["seconds"] = round(time.perf_counter() - start, 1)
+def _loss_per_50_steps(history: History) -> list[float]:
     losses = history["loss"]
-    recipe["loss_per_50_steps"] = [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 5) for i in range(0, len(losses), 50)]
-    recipe["config"] = asdict(model.config)
-    return model, recipe
+    return [round(sum(losses[i : i + 50]) / len(losses[i : i + 50]), 5) for i in range(0, len(losses), 50)]
 
 
-def pretrain_clip(*, seed: int = 0, steps: int | None = None, device: Any = None,
-                  progress: bool | None = None) -> tuple[CLIP, clip.CLIPConfig, dict[str, Any]]:
-    """Train Chapter 4's CLIP on the coloured-shape captions (held-out combinations never seen)."""
-    recipe = dict(CLIP_RECIPE, seed=seed)
-    if steps is not None:
-        recipe["steps"] = steps
-    world = SHAPES_PRESETS[recipe["world"]]
-    split = compositional_split(world, n_train=recipe["n_train"], n_test_per_combo=40, seed=recipe["split_seed"])
-    config = clip.CLIP_PRESETS[recipe["preset"]]
-    tokens = clip.tokenize(split.train.captions, context_length=config.context_length)
-    model = clip.build_clip(config, texts=split.train.captions, seed=seed)
+def pretrain_mae(run: MAEPretraining = MAEPretraining(), *, device: Any = None,
+                 progress: bool | None = None) -> tuple[MaskedAutoencoder, dict[str, Any]]:
+    """Pre-train the chapter's MAE on the digits' training images (labels unused).
+
+    Returns:
+        ``(model, result)``: the trained model and what the run measured (final loss, seconds, loss curve).
+    """
+    data = load_digits(size=run.image_size)
+    model = build_mae(mae_config(run.preset, mask_ratio=run.mask_ratio), seed=run.seed)
+    step = partial(mae_step, generator=make_generator(run.seed + 1))  # the masks' own generator
+    def report(i: int, values: Any) -> None:
+        if i % 250 == 0:
+            print(f"  mask ratio {run.mask_ratio}: step {i}/{run.recipe.steps}, loss {values['loss']:.4f}", flush=True)
+
     start = time.perf_counter()
-    history = clip.train_clip(model, split.train.images, tokens, steps=recipe["steps"], batch_size=recipe["batch_size"],
-                              lr=recipe["lr"], seed=seed, device=device, progress=progress)
-    recipe["final_loss"] = round(history.last("loss", 50), 4)
-    recipe["seconds"] = round(time.perf_counter() - start, 1)
-    return model, config, recipe
+    history = train(model, (data.x_train,), step, run.recipe, seed=run.seed, device=device, progress=progress,
+                    desc=f"MAE {run.mask_ratio}", callbacks=(report,))
+    result = {"final_loss": round(history.last("loss", 50), 5), "seconds": round(time.perf_counter() - start, 1),
+              "loss_per_50_steps": _loss_per_50_steps(history), "torch": torch.__version__}
+    return model, result
 
 
-def main(argv: list[str] | None = None) -> None:
+def pretrain_clip(run: CLIPPretraining = CLIPPretraining(), *, device: Any = None,
+                  progress: bool | None = None) -> tuple[CLIP, clip.CLIPConfig, dict[str, Any]]:
+    """Train Chapter 4's CLIP on the coloured-shape captions.
+
+    Returns:
+        ``(model, config, result)``.
+    """
+    split = compositional_split(SHAPES_PRESETS[run.world], n_train=run.n_train, n_test_per_combo=40, seed=run.split_seed)
+    config = clip.CLIP_PRESETS[run.preset]
+    tokens = clip.tokenize(split.train.captions, context_length=config.context_length)
+    model = clip.build_clip(config, texts=split.train.captions, seed=run.seed)
+    start = time.perf_counter()
+    history = clip.train_clip(model, split.train.images, tokens, run.recipe, seed=run.seed, device=device, progress=progress)
+    result = {"final_loss": round(history.last("loss", 50), 4), "seconds": round(time.perf_counter() - start, 1),
+              "loss_per_50_steps": _loss_per_50_steps(history), "torch": torch.__version__}
+    return model, config, result
+
+
+def pretrain_mlm(steps: int, *, vocab: Path | None, out: Path, device: Any, only: str | None = None) -> None:
+    """Pre-train the masked LM and its left-to-right twin; save both, evaluated as shipped (float16)."""
+    config = mlm.PretrainConfig(steps=steps)
+    # tokenizers' WordPiece trainer breaks frequency ties in a run-dependent order, so both models
+    # must share one trained vocabulary: train it once, or pass the shipped one with --vocab
+    given = mlm.tokenizer_from_vocab(vocab.read_text(encoding="utf-8").splitlines()) if vocab else None
+    tokenizer, train_blocks, test_blocks = mlm.prepare_corpus(config, tokenizer=given)
+    held_out = mlm.evaluation_batch(tokenizer, test_blocks)
+    base, top = mlm.unigram_baseline(train_blocks, held_out["labels"])
+    print(f"train blocks {tuple(train_blocks.shape)}, held-out blocks {tuple(test_blocks.shape)}, "
+          f"unigram baseline {base:.4f} ({tokenizer.convert_ids_to_tokens(top)})")
+    command = f"{mlm.RECREATE} --steps {steps}" + (f" --vocab {vocab}" if vocab else "")
+    for kind in ("mlm", "causal"):
+        if only and only != kind:
+            continue
+        start = time.perf_counter()
+        res = mlm.pretrain(tokenizer, train_blocks, config, causal=kind == "causal", device=device, progress=False)
+        result: dict[str, Any] = {
+            "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+            "history": {"loss": [round(v, 4) for v in res.history["loss"]], "acc": [round(v, 4) for v in res.history["acc"]]},
+        }
+        name = f"bert-nano-{kind}"
+        # evaluate exactly what ships: the float16 weights, read back
+        mlm.save_checkpoint(name, res.model, tokenizer, recipe=asdict(config), result=result, command=command, directory=out)
+        model, _, _ = mlm.load_checkpoint(name, directory=out, device=device)
+        acc = mlm.masked_token_accuracy(model, held_out, originals=test_blocks.repeat(4, 1))
+        result |= {"held_out_masked_accuracy": round(acc, 4), "unigram_baseline": round(base, 4)}
+        mlm.save_checkpoint(name, res.model, tokenizer, recipe=asdict(config), result=result, command=command, directory=out)
+        print(f"{name}: {result['seconds']:.0f} s, held-out accuracy at masked positions {acc:.4f} ({acc / base:.2f}x baseline)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["mae", "mae-sweep", "clip"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["mae", "mae-sweep", "clip", "mlm"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
+    parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
+    parser.add_argument("--only", choices=("mlm", "causal"), default=None, help="mlm: train only one of the two models")
     args = parser.parse_args(argv)
     device = setup(seed=0, style=False)
     args.out.mkdir(parents=True, exist_ok=True)
+    command = f"python -m lfd13.pretrain {args.what}" + (f" --steps {args.steps}" if args.steps else "")
+    if args.what == "mlm":
+        pretrain_mlm(args.steps or mlm.PretrainConfig.steps, vocab=args.vocab, out=args.out, device=device, only=args.only)
+        return
     if args.what == "clip":
         for seed in CLIP_SEEDS:
-            model, config, recipe = pretrain_clip(seed=seed, device=device)
-            meta = clip.save_checkpoint(model.cpu(), config, args.out / f"clip_shapes_seed{seed}.pt",
-                                        recipe={**recipe, "command": "python -m lfd13.pretrain clip"})
-            print(f"clip_shapes_seed{seed}: loss {recipe['final_loss']}, {recipe['seconds']} s, {meta['bytes']} bytes, "
-                  f"sha256 {meta['sha256'][:12]}")
+            run = CLIPPretraining(seed=seed)
+            run = replace(run, recipe=replace(run.recipe, steps=args.steps)) if args.steps else run
+            model, config, result = pretrain_clip(run, device=device)
+            info = clip.save_checkpoint(model.cpu(), config, f"clip_shapes_seed{seed}", recipe=asdict(run), result=result,
+                                        directory=args.out)
+            print(f"clip_shapes_seed{seed}: loss {result['final_loss']}, {result['seconds']} s, sha256 {info.sha256[:12]}")
         return
-    jobs = [(0.75, None, "mae_digits")] if args.what == "mae" else [
-        (r, SWEEP_STEPS, f"mae_digits_ratio{int(round(r * 100)):02d}") for r in SWEEP_RATIOS
-    ]
-    for ratio, steps, name in jobs:
-        model, recipe = pretrain_mae(mask_ratio=ratio, steps=steps, device=device)
-        recipe.pop("config")
-        meta = save_checkpoint(model.cpu(), args.out / f"{name}.pt", recipe={**recipe, "command": f"python -m lfd13.pretrain {args.what}"})
-        print(f"{name}: loss {recipe['final_loss']}, {recipe['seconds']} s, {meta['bytes']} bytes, sha256 {meta['sha256'][:12]}")
+    if args.what == "mae":
+        jobs = [(MAEPretraining(), "mae_digits")]
+    else:
+        jobs = [(MAEPretraining(mask_ratio=r, recipe=replace(MAEPretraining().recipe, steps=SWEEP_STEPS)),
+                 f"mae_digits_ratio{int(round(r * 100)):02d}") for r in SWEEP_RATIOS]
+    for run, name in jobs:
+        run = replace(run, recipe=replace(run.recipe, steps=args.steps)) if args.steps else run
+        model, result = pretrain_mae(run, device=device)
+        info = save_mae(model.cpu(), name, recipe=asdict(run), result=result, command=command, directory=args.out)
+        print(f"{name}: loss {result['final_loss']}, {result['seconds']} s, sha256 {info.sha256[:12]}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,14 @@ def load_text_encoder(
     tried: list[str] = []
     result = None
     if Path(name).is_dir():
-        result = _load(Path(name), local_only=True)
+        try:
+            result = _load(Path(name), local_only=True)
+        except (OSError, ValueError) as err:
+            tried.append(f"the folder {name}: {type(err).__name__}: {err}")
+            raise OSError(
+                f"could not load text encoder from the folder {name!r}. Tried:\n  - " + "\n  - ".join(tried)
+                + "\nFix: the folder must hold what `save_pretrained` writes (config.json, the weights and the tokenizer files)."
+            ) from err
     if result is None:
         try:
             result = _load(name, local_only=True)

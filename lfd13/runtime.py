@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import torch
 
+from lfd13.style import use_style
+
 _DEVICES = ("cuda", "mps", "cpu")
 
 
@@ -65,7 +67,7 @@ def setup(seed: int = 0, *, threads: int | None = None, quiet: bool = True, styl
         threads: CPU threads for PyTorch. Defaults to ``LFD13_NUM_THREADS`` or 2. A fixed number
             keeps floating-point reductions, and therefore the book's numbers, identical across runs.
         quiet: silence the Hugging Face download bars and load reports.
-        style: apply the book's matplotlib style (:func:`lfd13.plotting.use_style`).
+        style: apply the book's matplotlib style (:func:`lfd13.style.use_style`).
     """
     n = threads if threads is not None else int(os.environ.get("LFD13_NUM_THREADS", "2"))
     if n < 1:
@@ -81,7 +83,5 @@ def setup(seed: int = 0, *, threads: int | None = None, quiet: bool = True, styl
         transformers.logging.disable_progress_bar()
         warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
     if style:
-        from lfd13.plotting import use_style
-
         use_style()
     return get_device()

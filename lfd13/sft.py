@@ -27,7 +27,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from lfd13.runtime import get_device
-from lfd13.train import History, fit, trim_padding, warmup_cosine
+from lfd13.train import History, Recipe, train, trim_padding
 
 IGNORE_INDEX = -100  # labels with this value are ignored by the loss
 
@@ -200,35 +200,24 @@ def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Ten
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 
-@dataclass(frozen=True)
-class SFTConfig:
-    """Optimisation of the SFT run (AdamW, warm-up, cosine decay)."""
-
-    steps: int = 500  # optimiser steps
-    batch_size: int = 64  # demonstrations per step
-    lr: float = 3e-3  # peak learning rate
-    warmup: int = 50  # linear warm-up steps
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    max_grad_norm: float = 1.0  # gradient clipping
-    n_train: int = 20_000  # generated training demonstrations
-
-
-#: Presets: ``SFT_DEMO`` for the book, ``SFT_TINY`` for tests.
-SFT_DEMO = SFTConfig()
-SFT_TINY = SFTConfig(steps=5, batch_size=8, warmup=1, n_train=64)
+#: The SFT recipe of the book (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`), and one for tests.
+SFT_DEMO = Recipe(steps=500, lr=3e-3, batch_size=64, weight_decay=0.01, warmup=50, betas=(0.9, 0.98), max_grad_norm=1.0)
+SFT_TINY = Recipe(steps=5, lr=3e-3, batch_size=8, weight_decay=0.01, warmup=1, betas=(0.9, 0.98), max_grad_norm=1.0)
+#: Generated training demonstrations in the book's SFT run.
+N_TRAIN = 20_000
 
 
 def train_sft(
     model: GPT2LMHeadModel,
     examples: Sequence[Example],
     tokenizer: CharTokenizer,
-    config: SFTConfig = SFT_DEMO,
+    recipe: Recipe = SFT_DEMO,
     *,
     mask_prompt: bool = True,
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> History:
-    """Supervised fine-tuning of ``model`` on demonstrations with :func:`lfd13.train.fit`.
+    """Supervised fine-tuning of ``model`` on demonstrations with :func:`lfd13.train.train`.
 
     Args:
         mask_prompt: loss on the response only (True, InstructGPT's SFT) or on every token.
@@ -236,21 +225,7 @@ def train_sft(
     data = encode_examples(examples, tokenizer, mask_prompt=mask_prompt)
     if data[0].shape[1] > model.config.n_positions:
         raise ValueError(f"sequences of {data[0].shape[1]} tokens exceed the model's n_positions={model.config.n_positions}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98), fused=True)
-    scheduler = warmup_cosine(optimizer, warmup=config.warmup, total=config.steps)
-    return fit(
-        model,
-        data,
-        lm_step,
-        optimizer=optimizer,
-        steps=config.steps,
-        batch_size=config.batch_size,
-        seed=seed,
-        device=device,
-        scheduler=scheduler,
-        max_grad_norm=config.max_grad_norm,
-        desc="SFT",
-    )
+    return train(model, data, lm_step, recipe, seed=seed, device=device, desc="SFT")
 
 
 @torch.no_grad()

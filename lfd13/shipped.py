@@ -1,17 +1,25 @@
-"""Small checkpoints that ship inside the package, each with its recipe and hash.
+"""Small checkpoints that ship inside the package: one format, one loader.
 
 A chapter must run in about a minute on two CPU cores; some of its results need a
 longer training than that. Such a model is trained once by a reproducible command
-(``python -m lfd13.pretrain ...``) and its weights ship in ``lfd13/checkpoints`` as
-``<name>.pt`` with ``<name>.json`` beside it: the model's config, the training recipe
-(the command, steps, seed, data, final loss, seconds) and the weights' sha256, which
-:func:`load_state` checks before anything is loaded.
+(``python -m lfd13.pretrain ...``) and ships in ``lfd13/checkpoints`` as
+
+- ``<name>.safetensors`` — the weights (a plain tensor file: no pickle, nothing executed on load);
+- ``<name>.json`` — what the weights are: the model's ``config``, the training ``recipe``,
+  what the run measured (``result``: final loss, seconds, loss curve…), the ``command``
+  that recreates it, and the sha256 of every file of the checkpoint;
+- optionally more files named ``<name>.<suffix>`` (e.g. a tokenizer's vocabulary).
+
+:func:`load` checks every hash before anything is read; the model modules
+(:mod:`lfd13.mae`, :mod:`lfd13.clip`, :mod:`lfd13.mlm`) build the model from ``config``
+and load the weights strictly. Every error names the command that recreates the checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +28,32 @@ import torch
 
 #: Where the package's checkpoints live.
 CHECKPOINT_DIR = Path(str(resources.files("lfd13") / "checkpoints"))
+
+#: The format written into every checkpoint's JSON file.
+FORMAT = "lfd13-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The JSON file of a checkpoint."""
+
+    name: str  # e.g. "mae_digits"
+    kind: str  # which module builds the model: "mae", "clip" or "mlm"
+    command: str  # the command that recreates the checkpoint
+    config: dict[str, Any]  # the model's configuration (enough to build it before loading the weights)
+    recipe: dict[str, Any]  # the training recipe
+    result: dict[str, Any] = field(default_factory=dict)  # what the training run measured
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, weights first
+
+    @property
+    def weights(self) -> str:
+        """File name of the weights, ``<name>.safetensors``."""
+        return f"{self.name}.safetensors"
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the weights file."""
+        return self.files[self.weights]
 
 
 def sha256_file(path: Path | str) -> str:
@@ -31,45 +65,118 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def resolve(name_or_path: str | Path) -> Path:
-    """``"mae_digits"`` -> ``lfd13/checkpoints/mae_digits.pt``; a path ending in ``.pt`` is kept."""
+def locate(name_or_path: str | Path, directory: Path | str | None = None) -> tuple[str, Path]:
+    """``"mae_digits"`` -> ``("mae_digits", lfd13/checkpoints)``; a path to ``x.json`` or ``x.safetensors`` -> ``("x", its folder)``."""
     path = Path(name_or_path)
-    return path if path.suffix == ".pt" else CHECKPOINT_DIR / f"{name_or_path}.pt"
+    if path.suffix in (".json", ".safetensors"):
+        return path.stem, path.parent
+    if path.name != str(name_or_path):
+        raise ValueError(f"{name_or_path!r} is neither a checkpoint name nor a path to its .json or .safetensors file")
+    return str(name_or_path), Path(directory) if directory is not None else CHECKPOINT_DIR
 
 
-def save_state(model: torch.nn.Module, path: Path | str, meta: dict[str, Any]) -> dict[str, Any]:
-    """Write ``model``'s weights to ``path`` (``.pt``) and ``meta`` + sha256 + size to the ``.json`` beside it.
-
-    Returns:
-        The metadata as written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, path)
-    meta = {**meta, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
+def shipped_names(directory: Path | str = CHECKPOINT_DIR) -> list[str]:
+    """Names of the checkpoints in ``directory``."""
+    return sorted(p.stem for p in Path(directory).glob("*.safetensors"))
 
 
-def load_state(name_or_path: str | Path, *, command: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint's weights and metadata after checking the weights' sha256.
+def save(
+    name: str,
+    state: dict[str, torch.Tensor],
+    *,
+    kind: str,
+    command: str,
+    config: dict[str, Any],
+    recipe: dict[str, Any],
+    result: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+    directory: Path | str = CHECKPOINT_DIR,
+) -> CheckpointInfo:
+    """Write a checkpoint: ``<name>.safetensors``, the extra text files, and ``<name>.json``.
 
     Args:
-        name_or_path: a shipped name (``"mae_digits"``) or a path to a ``.pt`` file with its ``.json``.
-        command: the command that (re)creates it, quoted in the error when it is missing.
+        name: file stem.
+        state: the weights (a ``state_dict``); copied to the CPU, contiguous.
+        kind, command, config, recipe, result: see :class:`CheckpointInfo`.
+        extra_files: suffix -> text, written as ``<name>.<suffix>`` (e.g. ``{"vocab.txt": ...}``).
+        directory: where to write.
 
     Returns:
-        ``(state_dict on the CPU, metadata)``.
+        The :class:`CheckpointInfo` as written.
     """
-    path = resolve(name_or_path)
-    meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        shipped = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{name}.safetensors"
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
+    files = {weights.name: sha256_file(weights)}
+    for suffix, text in (extra_files or {}).items():
+        extra = directory / f"{name}.{suffix}"
+        extra.write_text(text, encoding="utf-8")
+        files[extra.name] = sha256_file(extra)
+    info = CheckpointInfo(name=name, kind=kind, command=command, config=config, recipe=recipe, result=result or {}, files=files)
+    record = {"format": FORMAT, **{k: getattr(info, k) for k in ("name", "kind", "command", "config", "recipe", "result", "files")}}
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return info
+
+
+def load(
+    name_or_path: str | Path, *, kind: str, command: str, directory: Path | str | None = None
+) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """Read a checkpoint's weights and metadata after checking the sha256 of each of its files.
+
+    Args:
+        name_or_path: a shipped name (``"mae_digits"``) or a path to its ``.json`` / ``.safetensors``.
+        kind: the kind the caller builds (``"mae"``, ``"clip"``, ``"mlm"``); another kind is an error.
+        command: the command that recreates it, quoted when the checkpoint is missing.
+        directory: where to look for a name (default: the package's checkpoints).
+
+    Returns:
+        ``(state_dict on the CPU, info)``.
+    """
+    from safetensors.torch import load_file
+
+    name, folder = locate(name_or_path, directory)
+    meta_path = folder / f"{name}.json"
+    if not meta_path.is_file() or not (folder / f"{name}.safetensors").is_file():
         raise FileNotFoundError(
-            f"no checkpoint at {path} (with {meta_path.name}); shipped checkpoints: {shipped}. Create it with `{command}`"
+            f"no checkpoint {name!r} in {folder} (it needs {name}.json and {name}.safetensors); "
+            f"checkpoints there: {shipped_names(folder) if folder.is_dir() else []}. Create it with `{command}`"
         )
-    meta = json.loads(meta_path.read_text())
-    digest = sha256_file(path)
-    if digest != meta["sha256"]:
-        raise ValueError(f"sha256 of {path} is {digest}, expected {meta['sha256']}: the file is corrupt or was changed; re-create it with `{command}`")
-    return torch.load(path, map_location="cpu", weights_only=True), meta
+    record = json.loads(meta_path.read_text(encoding="utf-8"))
+    if record.get("format") != FORMAT:
+        raise ValueError(f"{meta_path} is not an {FORMAT} checkpoint (format {record.get('format')!r}); re-create it with `{command}`")
+    record.pop("format")
+    info = CheckpointInfo(**record)
+    if info.kind != kind:
+        raise ValueError(f"{name!r} is a {info.kind!r} checkpoint, not a {kind!r} one; load it with lfd13.{info.kind}.load_checkpoint")
+    for fname, digest in info.files.items():
+        got = sha256_file(folder / fname)
+        if got != digest:
+            raise ValueError(
+                f"sha256 of {folder / fname} is {got}, expected {digest}: the file is corrupt or was changed; "
+                f"re-create it with `{info.command}`"
+            )
+    return load_file(str(folder / info.weights)), info
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], info: CheckpointInfo) -> torch.nn.Module:
+    """Load ``state`` into ``model`` strictly (every key, every shape); the error names the recreate command."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"the weights of checkpoint {info.name!r} do not fit the model built from its config: {err}\n"
+            f"Re-create the checkpoint with `{info.command}`"
+        ) from None
+    return model
+
+
+def extra_file(info: CheckpointInfo, suffix: str, name_or_path: str | Path, directory: Path | str | None = None) -> Path:
+    """Path of the checkpoint's file ``<name>.<suffix>`` (its hash was checked by :func:`load`)."""
+    _, folder = locate(name_or_path, directory)
+    path = folder / f"{info.name}.{suffix}"
+    if path.name not in info.files:
+        raise FileNotFoundError(f"checkpoint {info.name!r} has no file {path.name}; re-create it with `{info.command}`")
+    return path

@@ -7,13 +7,20 @@ shuffling with its own seeded generator, moving batches to the device, the
 backward pass, gradient clipping, the learning-rate schedule, a progress bar and
 a :class:`History` that the plots read.
 
+Every chapter optimises the same way, so the optimiser is built in one place too:
+a :class:`Recipe` (a frozen dataclass: steps, learning rate, batch size, weight decay,
+warm-up, betas, clipping) becomes AdamW with a linear warm-up and a cosine decay
+(:func:`build_optimizer`), with one weight-decay rule for every model
+(:func:`param_groups`); :func:`train` is ``build_optimizer`` + :func:`fit`.
+
+Randomness comes in as an argument: ``fit`` shuffles with a generator seeded by its
+``seed``, and runs inside :func:`torch.random.fork_rng` seeded with the same ``seed``,
+so that dropout is reproducible and the caller's global generator is left as it was.
+
 Example::
 
-    def step(model, batch):
-        x, y = batch
-        return F.cross_entropy(model(x), y)
-
-    history = fit(model, (x_train, y_train), step, optimizer=opt, steps=500, seed=0)
+    recipe = Recipe(steps=500, lr=3e-3, batch_size=64, weight_decay=0.01)
+    history = train(model, (x_train, y_train), classification_step, recipe, seed=0)
     plotting.plot_history(history)
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -208,7 +216,9 @@ def fit(
         steps: number of optimiser steps (exclusive with ``epochs``).
         epochs: number of passes over ``data``.
         batch_size: mini-batch size when ``data`` is tensors.
-        seed: seeds the shuffling and the global generator (dropout), so a seed fixes the run.
+        seed: seeds the shuffling and, inside a :func:`torch.random.fork_rng`, the global
+            generator (dropout); a seed fixes the run, and the caller's global generator is
+            restored afterwards.
         device: where to train; default :func:`lfd13.get_device`.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
         max_grad_norm: clip the gradient norm to this value if given.
@@ -227,8 +237,33 @@ def fit(
     if steps is not None and steps < 1 or epochs is not None and epochs < 1:
         raise ValueError(f"steps/epochs must be >= 1, got steps={steps}, epochs={epochs}")
     device = torch.device(device) if device is not None else get_device()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _loop(model, data, step, optimizer=optimizer, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                     device=device, scheduler=scheduler, max_grad_norm=max_grad_norm, evaluate=evaluate,
+                     eval_every=eval_every, callbacks=callbacks, progress=progress, desc=desc)
+
+
+def _loop(
+    model: nn.Module,
+    data: Any,
+    step: StepFn,
+    *,
+    optimizer: torch.optim.Optimizer,
+    steps: int | None,
+    epochs: int | None,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    scheduler: Any | None,
+    max_grad_norm: float | None,
+    evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
+    eval_every: int | None,
+    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]],
+    progress: bool | None,
+    desc: str,
+) -> History:
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     new_epoch, per_epoch = _as_batches(data, batch_size=batch_size, generator=generator)
     if steps is None:
         total = per_epoch * epochs if per_epoch is not None else None
@@ -297,3 +332,136 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, warmup: int, total: int) 
         return 0.5 * (1.0 + math.cos(math.pi * (i - warmup) / max(1, total - warmup)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------- recipes and optimisers
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is optimised: AdamW, a linear warm-up, then a cosine decay to zero."""
+
+    steps: int  # optimiser steps
+    lr: float  # peak learning rate
+    batch_size: int = 64  # examples per step (a smaller data set is used whole)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay, on the parameters param_groups picks
+    warmup: int = 0  # linear warm-up steps (a run shorter than that warms up for steps - 1)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's moment decay rates
+    max_grad_norm: float | None = None  # clip the gradient norm to this value (None: no clipping)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got steps={self.steps}, batch_size={self.batch_size}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The trainable parameters of ``model`` in two AdamW groups: with and without weight decay.
+
+    One rule for every model in the book, nanoGPT's: every tensor with two or more dimensions
+    (weight matrices, convolution kernels, embedding tables) is decayed; biases,
+    normalisation gains and scalars such as CLIP's ``logit_scale`` are not.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters; unfreeze some before training")
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``model``'s trainable parameters (:func:`param_groups`) and its warm-up + cosine schedule.
+
+    The optimiser is ``fused``: one kernel updates every tensor (CPU, CUDA and MPS).
+    """
+    optimizer = torch.optim.AdamW(
+        param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas, fused=True
+    )
+    return optimizer, warmup_cosine(optimizer, warmup=min(recipe.warmup, recipe.steps - 1), total=recipe.steps)
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    step: StepFn,
+    recipe: Recipe,
+    *,
+    seed: int,
+    device: torch.device | str | None = None,
+    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    eval_every: int | None = None,
+    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
+    progress: bool | None = None,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` with ``recipe``: :func:`build_optimizer`, then :func:`fit` for ``recipe.steps`` steps.
+
+    Args:
+        model: the model; only parameters with ``requires_grad`` are optimised.
+        data, step, evaluate, eval_every, callbacks, progress, desc: as in :func:`fit`.
+        recipe: the optimisation recipe.
+        seed: seeds the batch order and dropout (see :func:`fit`).
+        device: where to train (default :func:`lfd13.get_device`).
+
+    Returns:
+        The :class:`History` of the run.
+    """
+    optimizer, scheduler = build_optimizer(model, recipe)
+    return fit(
+        model, data, step, optimizer=optimizer, scheduler=scheduler, steps=recipe.steps, batch_size=recipe.batch_size,
+        seed=seed, device=device, max_grad_norm=recipe.max_grad_norm, evaluate=evaluate, eval_every=eval_every,
+        callbacks=callbacks, progress=progress, desc=desc,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- common steps and measurements
+
+
+def classification_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cross-entropy step for :func:`fit` on ``(inputs [B, ...], labels [B])``; also reports the batch accuracy."""
+    x, y = batch
+    logits = model(x)  # (B, C)
+    return {"loss": torch.nn.functional.cross_entropy(logits, y), "acc": (logits.argmax(-1) == y).float().mean()}
+
+
+def seconds_per_step(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, int], torch.Tensor],
+    *,
+    steps: int = 4,
+    repeats: int = 1,
+    device: torch.device | str | None = None,
+) -> float:
+    """Median wall-clock seconds of one training step (forward, backward, AdamW update).
+
+    Args:
+        model: the model to time (moved to ``device``, put in train mode; its weights change).
+        loss_fn: ``loss_fn(model, i) -> scalar loss`` of the i-th timed step (``i`` can seed its randomness).
+        steps: timed steps per repeat; one untimed step warms up first.
+        repeats: independent repeats; the median over all timed steps is returned.
+        device: where to run (default :func:`lfd13.get_device`); CUDA is synchronised around each step.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    times = []
+    for _ in range(repeats):
+        for i in range(steps + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            loss = loss_fn(model, i)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i > 0:  # the first step warms up
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -1,6 +1,7 @@
 """Tests for lfd13.clip: a small open_clip CLIP with a compact token table and a CNN image tower."""
 
 import dataclasses
+import json
 
 import open_clip
 import pytest
@@ -22,6 +23,7 @@ from lfd13.clip import (
     vocabulary_ids,
 )
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
+from lfd13.train import Recipe
 
 TINY = CLIP_PRESETS["clip-tiny"]
 TEXTS = ["a red circle", "a drawing of a small green square", "a large blue triangle"]
@@ -94,7 +96,8 @@ def test_training_lowers_the_clip_loss_and_is_deterministic():
 
     def run():
         model = build_clip(TINY, texts=split.train.captions, seed=0)
-        return train_clip(model, split.train.images, tokens, steps=40, batch_size=32, lr=3e-3, seed=0, device="cpu", progress=False)
+        recipe = Recipe(steps=40, lr=3e-3, batch_size=32, weight_decay=0.1, warmup=20)
+        return train_clip(model, split.train.images, tokens, recipe, seed=0, device="cpu", progress=False)
 
     h1, h2 = run(), run()
     assert h1["loss"] == h2["loss"]
@@ -121,7 +124,7 @@ def test_bad_config(kwargs, match):
 def test_bad_training_input():
     model = build_clip(TINY, texts=TEXTS, seed=0)
     with pytest.raises(ValueError, match="same N"):
-        train_clip(model, torch.rand(4, 3, 16, 16), tokenize(TEXTS, context_length=12), steps=1)
+        train_clip(model, torch.rand(4, 3, 16, 16), tokenize(TEXTS, context_length=12), Recipe(steps=1, lr=1e-3))
     with pytest.raises(ValueError, match="RGB"):
         model.visual(torch.rand(2, 1, 16, 16))
 
@@ -136,27 +139,29 @@ def test_build_clip_needs_a_vocabulary():
 
 def test_checkpoint_roundtrip_and_hash_check(tmp_path):
     model = build_clip(TINY, texts=TEXTS, seed=4)
-    path = tmp_path / "tiny_clip.pt"
-    meta = save_checkpoint(model, TINY, path, recipe={"steps": 0})
-    loaded, meta2 = load_checkpoint(path)
-    assert meta2["sha256"] == meta["sha256"]
+    info = save_checkpoint(model, TINY, "tiny_clip", recipe={"steps": 0}, result={}, directory=tmp_path)
+    loaded, info2 = load_checkpoint(tmp_path / "tiny_clip.json")
+    assert info2.sha256 == info.sha256 and info2.kind == "clip"
     images = torch.rand(2, 3, TINY.image_size, TINY.image_size)
     torch.testing.assert_close(encode_images(loaded, images), encode_images(model, images))
     torch.testing.assert_close(encode_texts(loaded, TEXTS), encode_texts(model, TEXTS))
-    path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(ValueError, match="sha256"):
-        load_checkpoint(path)
+    weights = tmp_path / "tiny_clip.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"x")
+    with pytest.raises(ValueError, match="sha256.*python -m lfd13.pretrain clip"):
+        load_checkpoint(weights)
     with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain clip"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load_checkpoint(tmp_path / "missing.json")
 
 
 def test_shipped_checkpoints_match_the_recipe():
-    from lfd13.pretrain import CLIP_RECIPE, CLIP_SEEDS
+    from lfd13.pretrain import CLIP_SEEDS, CLIPPretraining
 
+    run = CLIPPretraining()
     for seed in CLIP_SEEDS:
-        model, meta = load_checkpoint(f"clip_shapes_seed{seed}")
-        assert meta["recipe"]["steps"] == CLIP_RECIPE["steps"] and meta["recipe"]["seed"] == seed
-        assert meta["bytes"] <= 2 * 1024 * 1024
-        world = SHAPES_PRESETS[CLIP_RECIPE["world"]]
+        model, info = load_checkpoint(f"clip_shapes_seed{seed}")
+        expected = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(run, seed=seed))))
+        assert info.recipe == expected, "not made by the current recipe; run its command"
+        assert info.command == "python -m lfd13.pretrain clip"
+        world = SHAPES_PRESETS[run.world]
         # every word of every test caption and prompt is in the model's vocabulary
         encode_texts(model, [f"a drawing of a {c} {s}" for c, s in world.combo_names()])

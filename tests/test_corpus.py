@@ -48,3 +48,9 @@ def test_clear_errors():
 def test_split_sentences_keeps_quotes():
     s = split_sentences("He said: ‘Whither away, Hans?’ Hans answered. ‘To Gretel.’ Then he left!")
     assert s == ["He said: ‘Whither away, Hans?’", "Hans answered.", "‘To Gretel.’", "Then he left!"]
+
+
+def test_one_source_given_as_a_string_is_that_source():
+    split = load_corpus(sources="grimm-tales", held_out=0.25, seed=0)
+    assert {d.source for d in split.train + split.test} == {"grimm-tales"}
+    assert len(split.train) + len(split.test) == 48 and len(split.test) == 12

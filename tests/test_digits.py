@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lfd13.data import labelled_subset, load_digits, subset_indices
+from lfd13.data import labelled_subset, load_digits
+from lfd13.sampling import subset_indices
 
 
 def test_split_is_fixed_stratified_and_in_range():

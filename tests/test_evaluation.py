@@ -27,7 +27,16 @@ def test_extract_features_batches_and_checks_shape():
 
 
 def test_linear_probe_on_pixels_agrees_with_sklearn_and_is_good():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     d = load_digits()
+    xtr, xte = d.x_train.flatten(1).numpy(), d.x_test.flatten(1).numpy()
+    scaler = StandardScaler().fit(xtr)  # the probe standardises with the training statistics
+    for c in (0.001, 1.0):
+        ref = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(xtr), d.y_train.numpy())
+        expected = float((ref.predict(scaler.transform(xte)) == d.y_test.numpy()).mean())
+        assert linear_probe(d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test, c=c) == expected
     acc = linear_probe(d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test)
     assert acc > 0.93
     with pytest.raises(ValueError, match="2-D"):

@@ -8,6 +8,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from lfd13 import finetune as ft
 from lfd13.evaluation import accuracy
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, mean_pool, packaged_path
+from lfd13.train import classification_step
 
 TEXTS = ["the rocket reached orbit", "my car needs new brakes", "the doctor prescribed a drug", "render the image in opengl"] * 3
 LABELS = [3, 1, 2, 0] * 3
@@ -140,7 +141,7 @@ def test_small_cnn_and_freezing_blocks():
     cnn = ft.SmallCNN(num_classes=5, width=8)
     x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0])
     assert cnn(x).shape == (6, 5) and cnn.features(x).shape == (6, 16)
-    out = ft.image_step(cnn, (x, y))
+    out = classification_step(cnn, (x, y))
     torch.testing.assert_close(out["loss"], F.cross_entropy(cnn(x), y))
     assert len(ft.encoder_layers(cnn)) == 3
     ft.freeze_bottom_layers(cnn, 2)

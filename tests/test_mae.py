@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 
 import pytest
 import torch
@@ -143,34 +145,35 @@ def test_config_errors():
 
 def test_checkpoint_roundtrip_and_hash_check(tmp_path):
     m = build_mae("mae-nano", seed=5)
-    path = tmp_path / "tiny.pt"
-    meta = save_checkpoint(m, path, recipe={"steps": 0})
-    loaded, meta2 = load_checkpoint(path)
-    assert meta2["sha256"] == meta["sha256"] and loaded.config == m.config
+    info = save_checkpoint(m, "tiny", recipe={"steps": 0}, result={"final_loss": 1.0}, directory=tmp_path)
+    loaded, info2 = load_checkpoint("tiny", directory=tmp_path)
+    assert info2 == info and loaded.config == m.config
     x = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(loaded.encode(x), m.eval().encode(x))
-    path.write_bytes(path.read_bytes() + b"x")
+    weights = tmp_path / "tiny.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"x")
     with pytest.raises(ValueError, match="sha256"):
-        load_checkpoint(path)
+        load_checkpoint(weights)
 
 
 def test_shipped_checkpoints_load_and_match_the_recipe():
-    from lfd13.pretrain import MAE_RECIPE, SWEEP_RATIOS, SWEEP_STEPS
+    from lfd13.pretrain import SWEEP_RATIOS, SWEEP_STEPS, MAEPretraining
 
-    for name, steps in [("mae_digits", MAE_RECIPE["steps"])] + [
-        (f"mae_digits_ratio{round(100 * r):02d}", SWEEP_STEPS) for r in SWEEP_RATIOS
+    main = MAEPretraining()
+    for name, ratio, steps in [("mae_digits", main.mask_ratio, main.recipe.steps)] + [
+        (f"mae_digits_ratio{round(100 * r):02d}", r, SWEEP_STEPS) for r in SWEEP_RATIOS
     ]:
-        path = mae_mod.checkpoint_path(name)
-        assert path.stat().st_size <= 2 * 1024 * 1024, f"{name} is over the 2 MB budget"
-        model, meta = load_checkpoint(name)
+        model, info = load_checkpoint(name)
         assert model.embeddings.position_embeddings.abs().sum() > 0
-        assert meta["recipe"]["steps"] == steps, f"{name} was not made by the current recipe; run its command"
-        assert meta["recipe"]["command"].startswith("python -m lfd13.pretrain mae")
+        run = dataclasses.replace(main, mask_ratio=ratio, recipe=dataclasses.replace(main.recipe, steps=steps))
+        assert info.recipe == json.loads(json.dumps(dataclasses.asdict(run))), f"{name} was not made by the current recipe"
+        assert info.command.startswith("python -m lfd13.pretrain mae")
+        assert model.config.mask_ratio == ratio
 
 
 def test_missing_checkpoint_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain mae"):
-        load_checkpoint(tmp_path / "nothing.pt")
+        load_checkpoint(tmp_path / "nothing.json")
 
 
 def test_no_masking_implementation_of_our_own():

@@ -1,5 +1,6 @@
 """Tests for lfd13.mlm: tokenizer, blocks, masking via transformers, tiny models, evaluation, NSP, checkpoints."""
 
+import dataclasses
 import json
 
 import pytest
@@ -41,10 +42,13 @@ def test_wordpiece_tokenizer(tok):
         mlm.train_wordpiece("one string")
 
 
-def test_make_blocks(tok, blocks):
+def test_make_blocks(tok, blocks, texts):
     assert blocks.ndim == 2 and blocks.shape[1] == 16 and blocks.dtype == torch.long
     assert (blocks[:, 0] == tok.cls_token_id).all() and (blocks[:, -1] == tok.sep_token_id).all()
-    assert not (blocks[:, 1:-1] < len(mlm.SPECIAL_TOKENS)).any() or (blocks[:, 1:-1] == tok.unk_token_id).any()
+    body = blocks[:, 1:-1]
+    assert not ((body < len(mlm.SPECIAL_TOKENS)) & (body != tok.unk_token_id)).any()  # no [PAD]/[CLS]/[SEP]/[MASK] inside
+    first_doc = tok(texts[0], add_special_tokens=False)["input_ids"]
+    assert body[:2].flatten().tolist() == first_doc[:28]  # the first document, cut in order, nothing skipped
     with pytest.raises(ValueError, match="too short"):
         mlm.make_blocks(tok, ["tiny"], max_len=16)
 
@@ -161,9 +165,9 @@ def test_nsp_pairs_and_encoding(tok, texts):
 
 def test_checkpoint_round_trip(tok, tmp_path):
     m = mlm.build_model("bert-pico")
-    mlm.save_checkpoint("tiny", m, tok, record={"note": "test"}, directory=tmp_path)
-    m2, tok2, meta = mlm.load_checkpoint("tiny", directory=tmp_path)
-    assert meta["note"] == "test" and mlm.vocab_list(tok2) == mlm.vocab_list(tok)
+    mlm.save_checkpoint("tiny", m, tok, recipe={"steps": 0}, result={"note": "test"}, directory=tmp_path)
+    m2, tok2, info = mlm.load_checkpoint("tiny", directory=tmp_path)
+    assert info.result == {"note": "test"} and mlm.vocab_list(tok2) == mlm.vocab_list(tok)
     x = torch.randint(5, 512, (2, 16))
     with torch.no_grad():
         assert torch.allclose(m.eval()(input_ids=x).logits, m2(input_ids=x).logits, atol=0.05)  # float16 weights
@@ -171,6 +175,14 @@ def test_checkpoint_round_trip(tok, tmp_path):
     (tmp_path / "tiny.vocab.txt").write_text("tampered\n")
     with pytest.raises(ValueError, match="sha256"):
         mlm.load_checkpoint("tiny", directory=tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m lfd13.mlm"):
+    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain mlm"):
         mlm.load_checkpoint("missing", directory=tmp_path)
-    assert json.loads((tmp_path / "tiny.json").read_text())["architecture"] == "RoFormerForMaskedLM"
+    assert json.loads((tmp_path / "tiny.json").read_text())["config"]["architecture"] == "RoFormerForMaskedLM"
+
+
+def test_shipped_checkpoints_match_the_recipe():
+    for kind in ("mlm", "causal"):
+        model, tok, info = mlm.load_checkpoint(f"bert-nano-{kind}")
+        assert info.recipe == dataclasses.asdict(mlm.PretrainConfig(steps=info.recipe["steps"]))
+        assert info.command.startswith("python -m lfd13.pretrain mlm")
+        assert bool(model.config.is_decoder) == (kind == "causal") and len(tok) == model.config.vocab_size

@@ -5,7 +5,8 @@ import gzip
 import pytest
 import torch
 
-from lfd13.data import load_newsgroups, subset_indices
+from lfd13.data import load_newsgroups
+from lfd13.sampling import subset_indices
 from lfd13.data.newsgroups import CLASSES, FILES, TEST_FILE, TRAIN_FILE, SubsetSpec, _cut, _write_tsv
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lfd13.data import load_digits
+from lfd13.runtime import make_generator
 from lfd13.pretext import (
     FAMILIES,
     ClusterPretext,
@@ -53,20 +54,22 @@ def test_rotate_batch_labels_and_inverse():
 
 
 def test_block_mask_blocks_and_ratio():
-    torch.manual_seed(0)
-    m = block_mask(200, 8, 0.3)
+    m = block_mask(200, 8, 0.3, generator=make_generator(0))
     assert m.shape == (200, 1, 8, 8) and set(m.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(m[..., ::2, ::2], m[..., 1::2, 1::2])  # constant on 2×2 blocks
     assert abs(m.mean().item() - 0.3) < 0.03
+    assert torch.equal(m, block_mask(200, 8, 0.3, generator=make_generator(0)))
 
 
-def test_masked_loss_ignores_visible_pixels():
-    torch.manual_seed(0)
-    task = MaskedPixelPretext(ConvEncoder(NANO))
-    x = torch.rand(4, 1, 8, 8)
-    torch.manual_seed(1)
-    loss = task.step((x,))
-    assert loss.ndim == 0 and loss > 0
+def test_masked_loss_is_the_error_on_hidden_pixels_only():
+    task = MaskedPixelPretext(build_encoder(NANO, seed=0))
+    x = torch.rand(4, 1, 8, 8, generator=make_generator(2))
+    loss = task.step((x,), generator=make_generator(1))
+    hidden = block_mask(4, 8, NANO.mask_ratio, generator=make_generator(1))  # the same draw
+    assert 0 < hidden.mean() < 1
+    pred = task.decoder(task.encoder(x * (1 - hidden))).view_as(x)
+    torch.testing.assert_close(loss, ((pred - x) ** 2 * hidden).sum() / hidden.sum())
+    assert not torch.allclose(loss, ((pred - x) ** 2).mean())  # the visible pixels do not count
 
 
 def test_info_nce_matches_cross_entropy_definition():
@@ -91,11 +94,11 @@ def test_info_nce_matches_cross_entropy_definition():
 
 
 def test_augment_changes_images_within_range():
-    torch.manual_seed(0)
-    x = torch.rand(6, 1, 8, 8)
-    v = augment(x)
+    x = torch.rand(6, 1, 8, 8, generator=make_generator(0))
+    v = augment(x, generator=make_generator(1))
     assert v.shape == x.shape and v.min() >= 0 and v.max() <= 1
     assert not torch.allclose(v, x)
+    assert torch.equal(v, augment(x, generator=make_generator(1)))
 
 
 def test_cluster_pseudo_labels_deterministic():
@@ -113,14 +116,26 @@ def test_every_family_trains(images, family):
     assert enc(images[:3]).shape == (3, NANO.feature_dim)
 
 
-def test_train_pretext_is_deterministic(images):
+def test_train_pretext_is_deterministic_and_leaves_the_global_generator_alone(images):
+    state = torch.get_rng_state()
     a, _ = train_pretext("contrastive", images, config=NANO, seed=3, device="cpu", progress=False)
+    torch.manual_seed(99)  # the global generator's state does not matter
     b, _ = train_pretext("contrastive", images, config=NANO, seed=3, device="cpu", progress=False)
     torch.testing.assert_close(a(images[:4]), b(images[:4]))
+    torch.set_rng_state(state)
+    train_pretext("masked", images, config=NANO, seed=3, device="cpu", progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_deepcluster_history_spans_every_round(images):
+    cfg = pretext_config("pretext-nano", steps=8, rounds=4)
+    _, hist = train_pretext("clustering", images, config=cfg, seed=0, device="cpu", progress=False)
+    assert hist.step == list(range(1, 9))
+    assert all(b > a for a, b in zip(hist.seconds, hist.seconds[1:]))  # no restart at a new round
 
 
 def test_rotation_learns(images):
-    cfg = pretext_config("pretext-nano", steps=40, lr=5e-3)
+    cfg = pretext_config("pretext-nano", steps=100, lr=5e-3)
     _, hist = train_pretext("rotation", images, config=cfg, seed=0, device="cpu", progress=False)
     assert hist.last("acc", 10) > 0.5  # chance is 0.25
 
@@ -140,9 +155,8 @@ def test_heads_and_errors():
 def test_random_rotation_labels_match():
     from lfd13.pretext import random_rotation
 
-    torch.manual_seed(0)
-    x = torch.rand(16, 1, 8, 8)
-    r, k = random_rotation(x)
+    x = torch.rand(16, 1, 8, 8, generator=make_generator(0))
+    r, k = random_rotation(x, generator=make_generator(1))
     assert r.shape == x.shape and k.shape == (16,) and set(k.tolist()) <= {0, 1, 2, 3}
     for i in range(16):
         torch.testing.assert_close(r[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))

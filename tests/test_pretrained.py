@@ -55,3 +55,9 @@ def test_bad_name_and_mask_shape():
         load_text_encoder("  ")
     with pytest.raises(ValueError, match="disagree"):
         mean_pool(torch.rand(2, 3, 4), torch.ones(2, 4))
+
+
+def test_a_folder_that_is_not_a_model_gets_the_tried_report(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(OSError, match=r"(?s)Tried:.*the folder.*save_pretrained"):
+        load_text_encoder(str(tmp_path), device="cpu")

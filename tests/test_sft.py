@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lfd13 import sft
+from lfd13.train import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +94,15 @@ def test_generation_matches_unpadded_greedy(tok):
 
 
 def test_training_learns_and_exact_match(tok):
-    config = sft.SFTConfig(steps=40, batch_size=32, lr=3e-3, warmup=5, n_train=256)
-    exs = sft.make_examples(config.n_train, seed=0, tasks=("upper",), min_len=2, max_len=3)
+    config = Recipe(steps=40, lr=3e-3, batch_size=32, warmup=5, weight_decay=0.01, betas=(0.9, 0.98), max_grad_norm=1.0)
+    exs = sft.make_examples(256, seed=0, tasks=("upper",), min_len=2, max_len=3)
     model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
     history = sft.train_sft(model, exs, tok, config, seed=0, device="cpu")
     assert history.last("loss", 5) < history["loss"][0] - 1.0  # from ~ln V towards the letters' entropy
     scores = sft.exact_match(model, exs[:20], tok, device="cpu")
-    assert set(scores) == {"all", "upper"} and 0.0 <= scores["all"] <= 1.0
+    outputs = sft.generate(model, [e.prompt for e in exs[:20]], tok, device="cpu")
+    assert set(scores) == {"all", "upper"}
+    assert scores["all"] == scores["upper"] == sum(o == e.response for o, e in zip(outputs, exs[:20])) / 20
     perfect = sft.exact_match(model, [sft.Example(e.prompt, r) for e, r in
                                       zip(exs[:20], sft.generate(model, [e.prompt for e in exs[:20]], tok, device="cpu"))], tok, device="cpu")
     assert perfect["all"] == 1.0

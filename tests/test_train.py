@@ -4,7 +4,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lfd13.train import History, fit, progress_enabled, tensor_batches, trim_padding, warmup_cosine
+from lfd13.train import (
+    History,
+    Recipe,
+    build_optimizer,
+    classification_step,
+    fit,
+    param_groups,
+    progress_enabled,
+    seconds_per_step,
+    tensor_batches,
+    train,
+    trim_padding,
+    warmup_cosine,
+)
 
 
 def _toy(seed=0, n=64):
@@ -117,3 +130,58 @@ def test_trim_padding_cuts_to_the_longest_row():
     labels = -torch.ones(2, 5, dtype=torch.long)
     m, i, lab = trim_padding(mask, ids, labels)
     assert m.tolist() == [[1, 1, 0], [1, 1, 1]] and i.tolist() == [[0, 1, 2], [5, 6, 7]] and lab.shape == (2, 3)
+
+
+def test_fit_leaves_the_global_generator_alone():
+    x, y = _toy()
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))  # dropout draws from the global generator
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    fit(model, (x, y), _step, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), steps=5, batch_size=8, seed=0, device="cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_param_groups_decay_matrices_and_embeddings_only():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3))
+    model.register_parameter("scale", nn.Parameter(torch.zeros(())))
+    model[1].bias.requires_grad_(False)  # frozen parameters are left out
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == ["0.weight", "1.weight", "3.weight"]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == ["2.bias", "2.weight", "3.bias", "scale"]
+    with pytest.raises(ValueError, match="no trainable"):
+        param_groups(nn.Linear(2, 2).requires_grad_(False), 0.1)
+
+
+def test_train_follows_the_recipe():
+    x, y = _toy()
+    model = _model()
+    recipe = Recipe(steps=30, lr=0.5, batch_size=16, warmup=5, weight_decay=0.01)
+    h = train(model, (x, y), classification_step, recipe, seed=0, device="cpu")
+    assert len(h) == 30 and h.last("acc", 5) > 0.9
+    optimizer, scheduler = build_optimizer(_model(), recipe)
+    assert optimizer.defaults["betas"] == recipe.betas
+    lrs = []
+    for _ in range(recipe.steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[recipe.warmup - 1] == pytest.approx(recipe.lr) and lrs[0] == pytest.approx(recipe.lr / recipe.warmup)
+    assert lrs[-1] < 0.01 * recipe.lr
+    with pytest.raises(ValueError, match="lr"):
+        Recipe(steps=10, lr=0.0)
+
+
+def test_seconds_per_step_times_the_step():
+    model = _model()
+    calls = []
+
+    def loss_fn(m, i):
+        calls.append(i)
+        x, y = _toy(seed=i, n=8)
+        return F.cross_entropy(m(x), y)
+
+    seconds = seconds_per_step(model, loss_fn, steps=3, repeats=2, device="cpu")
+    assert calls == [0, 1, 2, 3, 0, 1, 2, 3]  # one warm-up step per repeat
+    assert seconds > 0

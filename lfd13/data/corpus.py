@@ -100,7 +100,7 @@ def load_documents(sources: tuple[str, ...] | list[str] = SOURCES) -> list[Docum
 
 
 def load_corpus(
-    *, sources: tuple[str, ...] | list[str] = SOURCES, held_out: float = 0.1, seed: int = 0
+    *, sources: str | tuple[str, ...] | list[str] = SOURCES, held_out: float = 0.1, seed: int = 0
 ) -> CorpusSplit:
     """The literary corpus split into training and held-out documents.
 
@@ -109,12 +109,14 @@ def load_corpus(
     the same seed always gives the same split.
 
     Args:
-        sources: which of ``SOURCES`` to use.
+        sources: which of ``SOURCES`` to use (one name or several).
         held_out: fraction of documents per source to hold out, in [0, 1).
         seed: seed of the split.
     """
     if not 0.0 <= held_out < 1.0:
         raise ValueError(f"held_out must be a fraction in [0, 1), got {held_out}")
+    if isinstance(sources, str):
+        sources = (sources,)  # one source name, not its characters
     docs = load_documents(sources)
     train: list[Document] = []
     test: list[Document] = []

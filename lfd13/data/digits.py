@@ -3,7 +3,7 @@
 1,797 grey-scale 8×8 images of the digits 0–9 (UCI ML hand-written digits,
 Alpaydin & Kaynak 1998, distributed with scikit-learn under the BSD licence).
 :func:`load_digits` gives one fixed, stratified train/test split so that every
-chapter measures on the same test images; :func:`subset_indices` draws the
+chapter measures on the same test images; :func:`lfd13.sampling.subset_indices` draws the
 "n labels per class" subsets with which the label bottleneck is studied.
 """
 
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits as _sk_load_digits
 from sklearn.model_selection import train_test_split
+
+from lfd13.sampling import subset_indices
 
 NUM_CLASSES = 10
 NATIVE_SIZE = 8
@@ -73,36 +75,6 @@ def load_digits(*, size: int = NATIVE_SIZE, test_fraction: float = 0.3, split_se
     y = torch.from_numpy(labels)
     train_t, test_t = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
     return DigitsSplit(x[train_t], y[train_t], x[test_t], y[test_t])
-
-
-def subset_indices(labels: torch.Tensor, n_per_class: int | None, *, seed: int) -> torch.Tensor:
-    """Indices of ``n_per_class`` examples of every class, drawn at random.
-
-    Args:
-        labels: [N] integer class labels.
-        n_per_class: examples to keep per class; ``None`` keeps everything.
-        seed: seed of the draw; the same seed gives the same subset.
-
-    Returns:
-        [n_per_class · C] long indices into ``labels``, sorted.
-    """
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D [N], got shape {tuple(labels.shape)}")
-    if n_per_class is None:
-        return torch.arange(len(labels))
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be >= 1 (or None for all), got {n_per_class}")
-    g = torch.Generator().manual_seed(seed)
-    chosen = []
-    for c in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == c).flatten()
-        if n_per_class > len(members):
-            raise ValueError(
-                f"n_per_class={n_per_class} but class {c} has only {len(members)} examples; "
-                f"ask for at most {len(members)} or pass None to use all"
-            )
-        chosen.append(members[torch.randperm(len(members), generator=g)[:n_per_class]])
-    return torch.sort(torch.cat(chosen)).values
 
 
 def labelled_subset(

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from lfd13.sampling import subset_indices
+
 FILES = Path(__file__).parent / "files"
 #: The four groups, in label order (label i is ``CLASSES[i]``).
 CLASSES: tuple[str, ...] = ("comp.graphics", "rec.autos", "sci.med", "sci.space")
@@ -71,13 +73,11 @@ class TextSplit:
         return len(self.classes)
 
     def train_subset(self, n_per_class: int | None, *, seed: int) -> tuple[list[str], torch.Tensor]:
-        """``n_per_class`` labelled posts of every class from the train pool (see :func:`subset_indices`).
+        """``n_per_class`` labelled posts of every class from the train pool (see :func:`lfd13.sampling.subset_indices`).
 
         Returns:
             ``(texts, labels)`` with n_per_class · C texts and [n_per_class · C] labels.
         """
-        from lfd13.data.digits import subset_indices
-
         idx = subset_indices(self.train_labels, n_per_class, seed=seed)
         return [self.train_texts[i] for i in idx.tolist()], self.train_labels[idx]
 

@@ -1,0 +1,35 @@
+"""A small BERT-style masked language model, pre-trained on the course corpus.
+
+BERT (Devlin et al., 2018) learns context-sensitive word vectors by *masked language
+modelling* (MLM): hide 15 % of the tokens and predict them from both sides. This package
+holds what Chapter 2 needs to do that at course scale, on a CPU, one concept per module:
+
+- :mod:`lfd13.mlm.tokenizer` — a WordPiece vocabulary (~4k) trained with ``tokenizers``;
+  documents cut into blocks ``[CLS] … [SEP]``;
+- :mod:`lfd13.mlm.masking` — transformers' own ``DataCollatorForLanguageModeling`` (the
+  80/10/10 rule lives there; lfd13 has no masking code of its own), seeded;
+- :mod:`lfd13.mlm.model` — tiny ``RoFormerForMaskedLM`` presets and their left-to-right twin,
+  and the training steps;
+- :mod:`lfd13.mlm.evaluate` — masked-token accuracy, the unigram baseline, fill-in-the-blank;
+- :mod:`lfd13.mlm.nsp` — next-sentence-prediction pairs;
+- :mod:`lfd13.mlm.pretraining` and :mod:`lfd13.mlm.checkpoints` — the pre-training recipe and
+  the shipped checkpoints (``python -m lfd13.pretrain mlm`` recreates them).
+
+Everything is importable from ``lfd13.mlm`` directly.
+"""
+
+from lfd13.mlm.checkpoints import RECREATE, load_checkpoint, save_checkpoint
+from lfd13.mlm.evaluate import accuracy_by_position, fill_mask, masked_token_accuracy, predict_masked, unigram_baseline
+from lfd13.mlm.masking import MaskedBatches, evaluation_batch, mask_batch, mlm_collator
+from lfd13.mlm.model import PRESETS, MLMConfig, build_model, causal_step, mlm_step
+from lfd13.mlm.nsp import SentencePair, encode_pair, nsp_pairs
+from lfd13.mlm.pretraining import PretrainConfig, PretrainResult, prepare_corpus, pretrain
+from lfd13.mlm.tokenizer import SPECIAL_TOKENS, make_blocks, tokenizer_from_vocab, train_wordpiece, vocab_list
+
+__all__ = [
+    "PRESETS", "RECREATE", "SPECIAL_TOKENS", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",
+    "accuracy_by_position", "build_model", "causal_step", "encode_pair", "evaluation_batch", "fill_mask", "load_checkpoint",
+    "make_blocks", "mask_batch", "masked_token_accuracy", "mlm_collator", "mlm_step", "nsp_pairs", "predict_masked",
+    "prepare_corpus", "pretrain", "save_checkpoint", "tokenizer_from_vocab", "train_wordpiece", "unigram_baseline",
+    "vocab_list",
+]

@@ -1,0 +1,121 @@
+"""How well a (masked or causal) LM predicts hidden tokens, and what it guesses for a blank.
+
+The yardstick is the accuracy at held-out masked positions, against the *unigram baseline*
+(always guessing the most frequent token: what a model that ignores the context can do).
+
+Shapes: N blocks, L tokens, V vocabulary; ``labels`` hold -100 where nothing was selected.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import BertTokenizer, PreTrainedModel
+
+from lfd13.mlm.model import _encoder_and_head
+from lfd13.mlm.tokenizer import SPECIAL_TOKENS
+
+
+@torch.no_grad()
+def predict_masked(
+    model: PreTrainedModel, masked: dict[str, torch.Tensor], *, originals: torch.Tensor | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """Top-1 predictions at the selected positions (``labels != -100``) of a masked batch.
+
+    A masked LM reads the masked input ``masked["input_ids"]`` [N, L]. A causal LM
+    (``config.is_decoder``) reads the *original* blocks ``originals`` [N, L] and predicts
+    token i from tokens < i. The output head runs only at the selected positions.
+
+    Returns:
+        [N, L] predicted token ids, -1 where nothing was selected (and at position 0).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    encoder, head = _encoder_and_head(model)
+    causal = bool(getattr(model.config, "is_decoder", False))
+    if causal and originals is None:
+        raise ValueError("a causal model needs originals= (the unmasked blocks): it reads the true left context")
+    source = originals if causal else masked["input_ids"]
+    labels = masked["labels"]
+    pred = torch.full_like(labels, -1)
+    for i in range(0, len(source), batch_size):
+        hidden = encoder(input_ids=source[i : i + batch_size].to(device)).last_hidden_state.cpu()  # (b, L, D)
+        sel = labels[i : i + batch_size] != -100  # (b, L)
+        sel[:, 0] = False
+        if causal:  # the state at i-1 predicts token i
+            hidden = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
+        logits = head(hidden[sel].to(device))  # (M, V)
+        block = pred[i : i + batch_size]
+        block[sel] = logits.argmax(-1).cpu()
+    return pred
+
+
+def masked_token_accuracy(
+    model: PreTrainedModel, masked: dict[str, torch.Tensor], *, originals: torch.Tensor | None = None
+) -> float:
+    """Top-1 accuracy at the selected positions (``labels != -100``) of a masked batch."""
+    labels = masked["labels"]
+    sel = labels != -100
+    if not sel.any():
+        raise ValueError("no position is selected (all labels are -100)")
+    pred = predict_masked(model, masked, originals=originals)
+    return float((pred[sel] == labels[sel]).float().mean())
+
+
+def unigram_baseline(train_blocks: torch.Tensor, labels: torch.Tensor, *, n_special: int = len(SPECIAL_TOKENS)) -> tuple[float, int]:
+    """Accuracy of always guessing the most frequent training token (no context at all).
+
+    Args:
+        train_blocks: [N, L] training token ids (to count frequencies).
+        labels: [M, L] evaluation labels, -100 where not selected.
+
+    Returns:
+        ``(accuracy, token_id)`` of that constant guess.
+    """
+    counts = torch.bincount(train_blocks.flatten())
+    counts[:n_special] = 0
+    top = int(counts.argmax())
+    sel = labels != -100
+    if not sel.any():
+        raise ValueError("no position is selected (all labels are -100)")
+    return float((labels[sel] == top).float().mean()), top
+
+
+def accuracy_by_position(pred: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-1 accuracy at each sequence position over the selected tokens.
+
+    Args:
+        pred: [N, L] predicted ids; labels: [N, L] (-100 = not selected).
+
+    Returns:
+        ``(accuracy [L], count [L])``; positions with no selected token get NaN.
+    """
+    sel = labels != -100
+    correct = ((pred == labels) & sel).sum(0).float()
+    count = sel.sum(0)
+    return correct / count.clamp(min=1).where(count > 0, torch.tensor(float("nan"))), count
+
+
+@torch.no_grad()
+def fill_mask(model: PreTrainedModel, tokenizer: BertTokenizer, text: str, *, k: int = 5) -> list[list[tuple[str, float]]]:
+    """Top-``k`` guesses (token, probability) for each ``[MASK]`` in ``text``.
+
+    A causal model reads only the words left of each ``[MASK]`` (it predicts the blank from the
+    text before it), which is exactly its limitation.
+    """
+    enc = tokenizer(text, return_tensors="pt")
+    ids = enc["input_ids"]
+    where = (ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
+    if not where:
+        raise ValueError(f"text has no {tokenizer.mask_token}: {text!r}")
+    model.eval()
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device)).logits[0].cpu()  # (L, V)
+    causal = bool(getattr(model.config, "is_decoder", False))
+    out = []
+    for i in where:
+        row = logits[i - 1] if causal else logits[i]
+        probs = row.softmax(-1)
+        probs[: len(SPECIAL_TOKENS)] = 0.0
+        top = probs.topk(k)
+        out.append([(tokenizer.convert_ids_to_tokens(int(j)), round(float(p), 3)) for p, j in zip(top.values, top.indices)])
+    return out
