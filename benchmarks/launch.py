@@ -174,10 +174,19 @@ def launch(notebook: Path, workdir: Path, *, wheel: Path) -> LaunchResult:
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
+    from traitlets import default
 
     workdir = Path(workdir)
     python = bare_env(workdir / "env")
-    ksm = KernelSpecManager(kernel_dirs=[str(kernelspec(python, workdir / "kernels").parent)])
+    kernels_dir = str(kernelspec(python, workdir / "kernels").parent)
+
+    class BareKernelManager(AsyncKernelManager):
+        """Finds the bare environment's kernelspec; nbclient owns it, so it shuts the kernel down."""
+
+        @default("kernel_spec_manager")
+        def _kernel_spec_manager_default(self) -> KernelSpecManager:
+            return KernelSpecManager(kernel_dirs=[kernels_dir])
+
     folder = workdir / "reader"
     folder.mkdir()
     nb = nbformat.read(notebook, as_version=4)
@@ -187,8 +196,8 @@ def launch(notebook: Path, workdir: Path, *, wheel: Path) -> LaunchResult:
     assert sorted(p.name for p in folder.iterdir()) == [copy.name]
 
     env = kernel_env({setup_cell.SOURCE_VARIABLE: Path(wheel).resolve().as_uri(), "PIP_NO_INDEX": "1"})
-    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(folder)}}, record_timing=True)
+    client = NotebookClient(nb, kernel_name=KERNEL_NAME, kernel_manager_class=BareKernelManager, timeout=CELL_TIMEOUT_S,
+                            resources={"metadata": {"path": str(folder)}}, record_timing=True)
     error = None
     start = time.perf_counter()
     try:
@@ -235,6 +244,8 @@ def save_results(records: dict[str, dict]) -> None:
         "how": "each chapter alone in an empty folder, kernel in a venv without lfd13; its setup cell installs the wheel",
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        "total_seconds": round(sum(r["seconds"] or 0.0 for r in records.values()), 1),
     }
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
