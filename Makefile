@@ -69,6 +69,23 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/notebooks.py
 
+.PHONY: wheel launch-all gpu-smoke
+
+# The lfd13 wheel (package, data files, shipped checkpoints) in dist/: what Colab, Binder or a laptop installs.
+wheel: $(STAMP)
+	rm -rf build dist/lfd13-*.whl
+	$(PY) -m pip wheel . --no-deps --no-build-isolation --quiet -w dist
+	@ls dist/lfd13-*.whl
+
+# Every chapter alone in a venv without lfd13, its setup cell installing the wheel (make test runs one):
+# records "launch" in benchmarks/results.json.
+launch-all: $(STAMP)
+	$(PY) benchmarks/launch.py
+
+# One training step of every chapter's model on CUDA, when there is a GPU ("gpu_smoke" in benchmarks/results.json).
+gpu-smoke: $(STAMP)
+	$(PY) benchmarks/gpu_smoke.py
+
 # Instructors: the nbgrader workflow (see book/instructor_guide.md).
 release: $(STAMP)
 	$(PY) assignments/course.py release
