@@ -13,7 +13,7 @@ export LFD13_PROGRESS ?= 0
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup chromium book book-fast test notebooks bench release grade feedback export clean help
+.PHONY: setup chromium grader-env book book-fast test notebooks bench release grade feedback export clean help
 
 SUBMISSIONS ?= submissions
 GRADES ?= grades.csv
@@ -26,6 +26,7 @@ help:
 	@echo "make book-fast   build the book from the committed outputs, without executing"
 	@echo "make release     instructors: generate the student notebooks (assignments/release, book/_static)"
 	@echo "make grade       instructors: collect SUBMISSIONS=dir (<student>/<assignment>/<assignment>.ipynb), autograde in the sandbox"
+	@echo "make grader-env  instructors: bubblewrap (installed when missing and root) and the grader's kernel environment"
 	@echo "make feedback    instructors: HTML feedback for every graded submission"
 	@echo "make export      instructors: grades to GRADES=grades.csv"
 
@@ -49,6 +50,18 @@ chromium:
 	    echo "Chromium is missing: install it (e.g. sudo apt-get install chromium) to run the browser tests" >&2; \
 	  fi; }
 
+# Grading runs student code in bubblewrap, in a kernel environment that links only torch, numpy,
+# matplotlib and ipykernel from the venv (see book/instructor_guide.md). Installed here when missing.
+grader-env: $(STAMP)
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's bubblewrap for the grading sandbox"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "bubblewrap is missing: install it (e.g. sudo apt-get install bubblewrap); grading refuses without it" >&2; \
+	  fi; }
+	$(PY) assignments/grading/kernel_env.py build
+
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "Book built: open _build/html/index.html"
@@ -60,7 +73,7 @@ book-fast: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html --config _build/_config_noexec.yml -W -n --keep-going
 	@echo "Book built (no execution): open _build/html/index.html"
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium grader-env
 	$(PY) -m pytest
 
 notebooks: $(STAMP)
@@ -90,17 +103,16 @@ gpu-smoke: $(STAMP)
 release: $(STAMP)
 	$(PY) assignments/course.py release
 
-grade: $(STAMP)
+grade: $(STAMP) grader-env
 	@test -d "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir  (dir/<student>/<assignment>/<assignment>.ipynb)" >&2; exit 1; }
-	$(PY) assignments/course.py collect --from $(SUBMISSIONS)
+	$(PY) assignments/course.py collect --from "$(SUBMISSIONS)"
 	$(PY) assignments/course.py grade --jobs 2
-	$(PY) assignments/course.py summary
 
 feedback: $(STAMP)
 	$(PY) assignments/course.py feedback
 
 export: $(STAMP)
-	$(PY) assignments/course.py export --csv $(GRADES)
+	$(PY) assignments/course.py export --csv "$(GRADES)"
 
 clean:
 	rm -rf _build .pytest_cache

@@ -90,9 +90,10 @@ def masking() -> Builder:
     * **MAE** (*MAE* chapter): keep a random 25 % of the image patches; the encoder sees only those.
 
     Implement the functions where it says `YOUR CODE HERE`, run the tests under each, then submit.
-    Use `torch` only: calling the libraries' own implementations (transformers'
-    `DataCollatorForLanguageModeling`, ViTMAE's masking) earns no points. Conventions: `B` batch,
-    `L` sequence length (tokens or patches), `D` width, `V` vocabulary size.
+    Use `torch` only (not transformers' `DataCollatorForLanguageModeling` or ViTMAE's masking).
+    The grader runs your notebook with **torch, numpy and matplotlib only**: transformers, open_clip,
+    peft and `lfd13` are not installed there, so an answer that imports them earns no points.
+    Conventions: `B` batch, `L` sequence length (tokens or patches), `D` width, `V` vocabulary size.
     """)
     b.setup()
     b.md("""
@@ -282,8 +283,9 @@ def contrastive() -> Builder:
     the row) and each caption its own image (over the column). The same similarities classify
     images "zero-shot" (the class whose prompt embedding is closest) and retrieve captions.
 
-    Use `torch` only: calling open_clip's `ClipLoss` earns no points. Conventions: `B` batch,
-    `D` embedding width, `N` images, `C` classes.
+    Use `torch` only (not open_clip's `ClipLoss`). The grader runs your notebook with **torch, numpy and matplotlib only**: transformers, open_clip,
+    peft and `lfd13` are not installed there, so an answer that imports them earns no points.
+    Conventions: `B` batch, `D` embedding width, `N` images, `C` classes.
     """)
     b.setup()
     b.md("""
@@ -442,8 +444,9 @@ def lora() -> Builder:
     `A` and `B` are trained; after training, `B A` can be **merged** into `W`, so inference costs
     nothing extra.
 
-    Use `torch` only: building on peft earns no points. Conventions: `B` batch, `L` length,
-    `D_in`/`D_out` widths, `r` the rank.
+    Use `torch` only (do not build on peft). The grader runs your notebook with **torch, numpy and matplotlib only**: transformers, open_clip,
+    peft and `lfd13` are not installed there, so an answer that imports them earns no points.
+    Conventions: `B` batch, `L` length, `D_in`/`D_out` widths, `r` the rank.
     """)
     b.setup()
     b.md("""

@@ -7,12 +7,16 @@
     python assignments/course.py export --csv FILE       # one row per student and assignment
     python assignments/course.py all --from DIR --csv FILE
 
-Each command wraps an nbgrader step. Grading never runs in the course directory: each assignment is
-autograded in one nbgrader run (all its students at once) inside a private temporary copy holding
-only the gradebook and the submissions being graded; every notebook's kernel runs sandboxed (its
-own unprivileged uid, the instructor's files hidden, limits on time and resources), and the hidden
-tests are judged outside the kernel (``grading/``). Submissions are never modified: ``collect``
-archives a previous version before taking a new one, and the folder collected from is only read.
+Each command wraps an nbgrader step and checks its exit status. Grading never runs in the course
+directory: submissions are autograded in nbgrader runs of a few students each, inside private
+temporary copies holding only the gradebook and those submissions; a submission that a run could
+not grade is graded again alone, and if it still fails that is recorded for it (``export`` lists
+every collected submission with its status). Every notebook's kernel runs in bubblewrap (an
+allow-list file system, its own namespaces, limits; see ``grading/kernel_launcher.py``) in an
+environment without the reference libraries, and the hidden tests are judged outside it
+(``grading/``); where the sandbox cannot be set up, ``grade`` refuses and says why.
+Submissions are never modified: ``collect`` archives a previous version before taking a new one,
+takes regular files only, and the folder collected from is only read.
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ import argparse
 import csv
 import datetime as dt
 import filecmp
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -31,6 +37,16 @@ from pathlib import Path
 COURSE = Path(__file__).resolve().parent
 ASSIGNMENTS = ("masking", "contrastive", "lora")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MAX_SUBMISSION = 10 << 20  # bytes; a released notebook is ~20 kB, one with plots a few hundred kB
+MAX_LOG = 2 << 20          # bytes kept of one nbgrader log
+CHUNK = int(os.environ.get("LFD13_CHUNK", "8"))  # submissions per nbgrader run
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07?|\x1b.|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_log(text: str) -> str:
+    """A log safe to read in a terminal: no control sequences, long lines cut, capped in size."""
+    lines = [CONTROL.sub("", line)[:2000] for line in text[-MAX_LOG:].splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 def nbgrader(args: list[str], cwd: Path, *, progress=None, log: Path | None = None, env=None) -> int:
@@ -47,15 +63,16 @@ def nbgrader(args: list[str], cwd: Path, *, progress=None, log: Path | None = No
                 progress.update(1)
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(lines))
+        log.write_text(clean_log("".join(lines)))
     if proc.returncode and progress is None:
-        sys.stderr.write("".join(lines[-30:]))
+        sys.stderr.write(clean_log("".join(lines[-30:])))
     return proc.returncode
 
 
 def protect(course: Path) -> None:
-    """Make the instructor's files readable by their owner only (student code never runs as the owner)."""
-    for name in ("source", "submitted", "submitted_archive", "autograded", "feedback", "grading", ".course"):
+    """Make the generated instructor data readable by its owner only (a precaution against other local
+    users; the sandbox does not rely on it: student code sees only an allow-list of paths)."""
+    for name in ("submitted", "submitted_archive", "autograded", "feedback", ".course"):
         if (course / name).is_dir():
             (course / name).chmod(0o700)
     if (course / "gradebook.db").exists():
@@ -117,26 +134,61 @@ def validate(course: Path, names: list[str], jobs: int = 1) -> dict[str, tuple[b
 
 
 # ---------------------------------------------------------------- collect
+def _regular_file(path: Path) -> tuple[bytes | None, str]:
+    """The bytes of ``path`` if it is a regular file (not a symbolic link) within the size cap."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        return None, "skipped: a symbolic link" if path.is_symlink() else f"skipped: unreadable ({err.strerror})"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "skipped: not a regular file"
+        if st.st_size > MAX_SUBMISSION:
+            return None, f"skipped: larger than {MAX_SUBMISSION >> 20} MB"
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SUBMISSION + 1)
+        if len(data) > MAX_SUBMISSION:
+            return None, f"skipped: larger than {MAX_SUBMISSION >> 20} MB"
+        return data, ""
+    finally:
+        os.close(fd)
+
+
 def collect(course: Path, source: Path) -> list[tuple[str, str, str]]:
     """Copy DIR/<student>/<assignment>/<assignment>.ipynb (or DIR/<student>/<assignment>.ipynb)
-    into submitted/. A different earlier submission is archived, never overwritten."""
+    into submitted/. Only regular files are taken: symbolic links (to a file or a folder), devices
+    and files over the size cap are skipped with a message. A different earlier submission is
+    archived, never overwritten."""
     if not source.is_dir():
         raise SystemExit(f"--from {source}: no such directory")
     rows = []
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    for student_dir in sorted(p for p in source.iterdir() if p.is_dir()):
+    for student_dir in sorted(source.iterdir()):
         student = student_dir.name
+        if student_dir.is_symlink():
+            rows.append((student, "-", "skipped: a symbolic link"))
+            continue
+        if not student_dir.is_dir():
+            continue
         if not SAFE_ID.match(student):
             rows.append((student, "-", "skipped: unsafe student id"))
             continue
         for name in ASSIGNMENTS:
-            found = [student_dir / name / f"{name}.ipynb", student_dir / f"{name}.ipynb"]
-            found = [p for p in found if p.is_file()]
+            candidates = [student_dir / name / f"{name}.ipynb", student_dir / f"{name}.ipynb"]
+            if (student_dir / name).is_symlink():
+                rows.append((student, name, "skipped: a symbolic link"))
+                candidates = candidates[1:]
+            found = [p for p in candidates if os.path.lexists(p)]
             if not found:
+                continue
+            data, why = _regular_file(found[0])
+            if data is None:
+                rows.append((student, name, why))
                 continue
             dest_dir = course / "submitted" / student / name
             dest = dest_dir / f"{name}.ipynb"
-            if dest.exists() and filecmp.cmp(found[0], dest, shallow=False):
+            if dest.is_file() and dest.read_bytes() == data:
                 rows.append((student, name, "unchanged"))
                 continue
             status = "new"
@@ -146,8 +198,8 @@ def collect(course: Path, source: Path) -> list[tuple[str, str, str]]:
                 shutil.move(str(dest_dir), str(archive))
                 status = f"updated (previous kept in submitted_archive/{student}/{name}/{stamp})"
             dest_dir.mkdir(parents=True)
-            shutil.copyfile(found[0], dest)
-            mtime = dt.datetime.fromtimestamp(found[0].stat().st_mtime, dt.timezone.utc)
+            dest.write_bytes(data)
+            mtime = dt.datetime.fromtimestamp(found[0].lstat().st_mtime, dt.timezone.utc)
             (dest_dir / "timestamp.txt").write_text(mtime.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
             rows.append((student, name, status))
     protect(course)
@@ -163,9 +215,11 @@ def submissions(course: Path, name: str, students: list[str] | None) -> list[str
 
 
 def grade(course: Path, names: list[str], students: list[str] | None = None, timeout: int | None = None,
-          jobs: int = 1) -> None:
-    """Autograde each assignment in one nbgrader run, in a private temporary copy of the course.
-    With ``jobs > 1`` the assignments are graded in parallel; their results are merged back."""
+          jobs: int = 1, unsafe: bool = False, notebook_timeout: int | None = None) -> dict[str, dict]:
+    """Autograde the collected submissions in nbgrader runs of up to ``CHUNK`` students, ``jobs`` at a
+    time, each in a private temporary copy of the course; a submission a run did not grade is graded
+    again alone; every outcome is recorded in ``.course/status.json``. Refuses (SystemExit) when the
+    sandbox cannot be set up, unless ``unsafe`` (a trusted test run only)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -177,19 +231,51 @@ def grade(course: Path, names: list[str], students: list[str] | None = None, tim
     total = sum(len(v) for v in todo.values())
     if total == 0:
         print("nothing to grade: run `course.py collect --from DIR` first")
-        return
+        return {}
+    sys.path.insert(0, str(course / "grading"))
+    import kernel_launcher  # noqa: PLC0415
+
     env = {"LFD13_CELL_TIMEOUT": str(timeout)} if timeout else {}
+    if notebook_timeout:
+        env["LFD13_NOTEBOOK_TIMEOUT"] = str(notebook_timeout)
+    if unsafe:
+        print("WARNING: --unsafe-no-sandbox: student code runs WITHOUT ISOLATION, as this user, able to read and "
+              "change everything this user can (solutions, the gradebook, other submissions). Use it only for a "
+              "trusted test run.", file=sys.stderr)
+        env["LFD13_UNSAFE_NO_SANDBOX"] = "1"
+    else:
+        problem = kernel_launcher.preflight()
+        if problem:
+            raise SystemExit(f"course.py grade refuses to run student code: {problem}")
+    chunks = [(name, who[i:i + CHUNK]) for name, who in todo.items() for i in range(0, len(who), CHUNK)]
+    results: dict[str, dict] = {}
     with tqdm(total=total, desc="grading", unit="notebook") as bar:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(_grade_one, course, name, who, bar, env) for name, who in todo.items()]
+            futures = [pool.submit(_grade_chunk, course, name, who, bar, env, i) for i, (name, who) in enumerate(chunks)]
             for future in futures:
-                future.result()
+                results.update(future.result())
+    status = load_status(course)
+    status.update(results)
+    (course / ".course").mkdir(exist_ok=True)
+    (course / ".course" / "status.json").write_text(json.dumps(status, indent=1, sort_keys=True))
     protect(course)
-    print(f"nbgrader logs: {course / '.course'}/grade-<assignment>.log")
+    failed = sorted(k for k, v in results.items() if v["status"] != "graded")
+    print(f"nbgrader logs: {course / '.course'}/grade-<assignment>-<n>.log")
+    if failed:
+        print(f"{len(failed)} submission(s) could not be graded: {', '.join(failed)}", file=sys.stderr)
     summary(course)
+    return results
 
 
-def _grade_one(course: Path, name: str, who: list[str], bar, env: dict) -> None:
+def load_status(course: Path) -> dict[str, dict]:
+    try:
+        return json.loads((course / ".course" / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _autograde(course: Path, name: str, who: list[str], bar, env: dict, log: Path) -> tuple[int, set[str]]:
+    """One nbgrader autograde run for ``who``; returns its exit status and the students it graded."""
     with tempfile.TemporaryDirectory(prefix="lfd13-grade-") as tmp:
         work = Path(tmp) / "course"
         work.mkdir(mode=0o700)
@@ -198,25 +284,53 @@ def _grade_one(course: Path, name: str, who: list[str], bar, env: dict) -> None:
         with _GRADEBOOK_LOCK:
             shutil.copy(course / "gradebook.db", work / "gradebook.db")
         for student in who:
-            shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name)
-        nbgrader(["autograde", name, "--force"], work, progress=bar, log=course / ".course" / f"grade-{name}.log",
-                 env=env)
-        for student in who:
-            out = work / "autograded" / student / name
+            shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name, symlinks=True)
+        rc = nbgrader(["autograde", name, "--force"], work, progress=bar, log=log, env=env)
+        done = {s for s in who if (work / "autograded" / s / name / f"{name}.ipynb").is_file()}
+        for student in done:
             dest = course / "autograded" / student / name
             if dest.exists():
                 shutil.rmtree(dest)
-            if out.exists():
-                shutil.copytree(out, dest)
-        with _GRADEBOOK_LOCK:
-            merge_gradebook(course / "gradebook.db", work / "gradebook.db", name)
+            shutil.copytree(work / "autograded" / student / name, dest)
+        if done:
+            with _GRADEBOOK_LOCK:
+                merge_gradebook(course / "gradebook.db", work / "gradebook.db", name, sorted(done))
+    return rc, done
+
+
+def _grade_chunk(course: Path, name: str, who: list[str], bar, env: dict, index: int) -> dict[str, dict]:
+    import time
+
+    start = time.monotonic()
+    logs = course / ".course"
+    rc, done = _autograde(course, name, who, bar, env, logs / f"grade-{name}-{index}.log")
+    per = (time.monotonic() - start) / max(len(who), 1)
+    results = {f"{s}/{name}": {"status": "graded", "seconds": round(per, 1)} for s in done}
+    for student in who:
+        if student in done:
+            continue
+        for stale in (course / "autograded" / student / name,):
+            shutil.rmtree(stale, ignore_errors=True)
+        log = logs / f"grade-{name}-{student}.log"
+        if len(who) > 1:  # graded again alone, so that nothing else in its run can be the cause
+            start = time.monotonic()
+            rc_alone, alone = _autograde(course, name, [student], None, env, log)
+            if student in alone:
+                results[f"{student}/{name}"] = {"status": "graded", "seconds": round(time.monotonic() - start, 1)}
+                continue
+        else:
+            rc_alone = rc
+            shutil.copy(logs / f"grade-{name}-{index}.log", log)
+        results[f"{student}/{name}"] = {"status": "failed", "detail": f"nbgrader exit status {rc_alone}; see {log}"}
+    return results
 
 
 _GRADEBOOK_LOCK = __import__("threading").Lock()
 
 
-def merge_gradebook(main: Path, graded: Path, assignment: str) -> None:
-    """Copy one assignment's submissions and grades from a grading copy into the main gradebook."""
+def merge_gradebook(main: Path, graded: Path, assignment: str, students: list[str] | None = None) -> None:
+    """Copy one assignment's submissions and grades (of ``students``, default all) from a grading copy
+    into the main gradebook."""
     import sqlite3
 
     db = sqlite3.connect(main)
@@ -225,6 +339,11 @@ def merge_gradebook(main: Path, graded: Path, assignment: str) -> None:
         db.execute("INSERT OR IGNORE INTO student SELECT * FROM g.student")
         db.execute("CREATE TEMP TABLE subs AS SELECT s.id FROM g.submitted_assignment s "
                    "JOIN g.assignment a ON s.assignment_id = a.id WHERE a.name = ?", (assignment,))
+        if students is not None:
+            db.execute("CREATE TEMP TABLE who (id TEXT)")
+            db.executemany("INSERT INTO who VALUES (?)", [(s,) for s in students])
+            db.execute("DELETE FROM subs WHERE id NOT IN (SELECT s.id FROM g.submitted_assignment s "
+                       "WHERE s.student_id IN (SELECT id FROM who))")
         db.execute("CREATE TEMP TABLE nbs AS SELECT id FROM g.submitted_notebook "
                    "WHERE assignment_id IN (SELECT id FROM subs)")
         db.execute("INSERT OR REPLACE INTO submitted_assignment SELECT * FROM g.submitted_assignment "
@@ -240,35 +359,62 @@ def merge_gradebook(main: Path, graded: Path, assignment: str) -> None:
 
 
 # ---------------------------------------------------------------- feedback, export, summary
+SCRIPT = re.compile(r"<script\b.*?</script\s*>|<script\b[^>]*/?>", re.I | re.S)
+HANDLER = re.compile(r"""\s on[a-z]+ \s*=\s* ("[^"]*"|'[^']*'|[^\s>]+)""", re.I | re.X)
+JS_URL = re.compile(r"""(href|src|action|formaction)\s*=\s*(["']?)\s*javascript:""", re.I)
+
+
+def sanitize_html(html: str) -> str:
+    """Feedback as a static page: no script elements, no event-handler attributes, no javascript: URLs."""
+    html = SCRIPT.sub("", html)
+    html = HANDLER.sub("", html)
+    return JS_URL.sub(r"\1=\2#", html)
+
+
 def feedback(course: Path, names: list[str], students: list[str] | None = None) -> None:
+    failed = []
     for name in names:
         if any((course / "autograded").glob(f"*/{name}")):
             who = [f"--student={s}" for s in students or []]
-            nbgrader(["generate_feedback", name, "--force", *who], course,
-                     log=course / ".course" / f"feedback-{name}.log")
+            log = course / ".course" / f"feedback-{name}.log"
+            if nbgrader(["generate_feedback", name, "--force", *who], course, log=log):
+                failed.append(f"{name} (see {log})")
     files = sorted((course / "feedback").glob("*/*/*.html")) if (course / "feedback").is_dir() else []
+    for path in files:
+        path.write_text(sanitize_html(path.read_text(errors="replace")))
+    protect(course)
     print(f"{len(files)} feedback file(s) in {course / 'feedback'}/<student>/<assignment>/")
+    if failed:
+        raise SystemExit(f"nbgrader generate_feedback failed for {', '.join(failed)}")
 
 
 def scores(course: Path) -> list[dict]:
-    """One row per student and assignment with a submission: score, max score, status."""
+    """One row per collected submission: score, max score and status (graded, failed, not graded yet)."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    status = load_status(course)
     rows = []
+    collected = sorted((p.parent.name, p.name) for p in (course / "submitted").glob("*/*")
+                       if p.is_dir() and p.name in ASSIGNMENTS) if (course / "submitted").is_dir() else []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "lfd13") as gb:
-        for student in sorted(s.id for s in gb.students):
-            for name in ASSIGNMENTS:
-                if not (course / "submitted" / student / name).exists():
-                    continue
-                graded = (course / "autograded" / student / name / f"{name}.ipynb").exists()
+        max_scores = {a.name: a.max_score for a in gb.assignments}
+        for student, name in collected:
+            graded = (course / "autograded" / student / name / f"{name}.ipynb").exists()
+            info = status.get(f"{student}/{name}", {})
+            score = 0.0
+            if graded:
                 try:
-                    sub = gb.find_submission(name, student)
-                    score, max_score = sub.score, sub.max_score
+                    score = gb.find_submission(name, student).score
                 except MissingEntry:
-                    score, max_score = 0.0, None
-                rows.append({"student": student, "assignment": name, "score": score if graded else 0.0,
-                             "max_score": max_score, "status": "graded" if graded else
-                             "not gradable (see the grading log)"})
+                    graded = False
+            if graded and info.get("status", "graded") == "graded":
+                state = "graded"
+            elif info.get("status") == "failed":
+                state, score = f"failed: {info.get('detail', 'see the grading log')}", 0.0
+            else:
+                state, score = "not graded yet", 0.0
+            rows.append({"student": student, "assignment": name, "score": score,
+                         "max_score": max_scores.get(name), "status": state})
     return rows
 
 
@@ -314,7 +460,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
     p.add_argument("--student", action="append", help="only these students (repeatable)")
     p.add_argument("--timeout", type=int, help="seconds per cell (default 60)")
-    p.add_argument("--jobs", type=int, default=1, help="assignments graded in parallel (default 1)")
+    p.add_argument("--jobs", type=int, default=1, help="nbgrader runs in parallel (default 1)")
+    p.add_argument("--notebook-timeout", type=int, help="seconds per notebook (default 300)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="DANGEROUS: run student code without isolation (a trusted test run only)")
     p = sub.add_parser("feedback", help="generate HTML feedback for graded submissions")
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
     p.add_argument("--student", action="append", help="only these students (repeatable)")
@@ -336,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "collect":
         collect(course, args.source)
     elif args.command == "grade":
-        grade(course, args.assignments, args.student, args.timeout, args.jobs)
+        grade(course, args.assignments, args.student, args.timeout, args.jobs, args.unsafe_no_sandbox,
+              args.notebook_timeout)
     elif args.command == "feedback":
         feedback(course, args.assignments, args.student)
     elif args.command == "export":

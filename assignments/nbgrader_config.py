@@ -2,8 +2,9 @@
 
 Run nbgrader from this directory, or better through ``course.py`` (``make release``, ``make grade``):
 it also collects submissions without overwriting anything and grades them in a temporary copy.
-Autograding executes every notebook in a sandboxed kernel and judges the hidden tests outside it
-(``grading/sandbox.py``); the hidden-test logic in ``grading/`` is never released.
+Autograding executes every notebook in a sandboxed kernel (bubblewrap, an environment without the
+reference libraries) and judges the hidden tests outside it (``grading/sandbox.py``); the
+hidden-test logic in ``grading/`` is never released.
 """
 import os
 import sys
@@ -16,7 +17,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
 from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec  # noqa: E402
-from sandbox import RestoreCellMetadata, SandboxedExecute  # noqa: E402
+from sandbox import RebuildCellMetadata, SandboxedExecute  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -25,11 +26,13 @@ c.CourseDirectory.assignment_id = ""
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Autograding: restore test cells students edited or deleted, run each notebook in the sandbox,
-# a time limit per cell (an infinite loop is interrupted, the rest of the notebook still runs).
+# Autograding: rebuild every cell's nbgrader metadata from the gradebook (nothing a student wrote
+# there is used), restore test cells students edited or deleted, run each notebook in the sandbox
+# with a time limit per cell (an infinite loop is interrupted, the rest of the notebook still runs)
+# and one per notebook (LFD13_NOTEBOOK_TIMEOUT, default 300 s).
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCellMetadata, OverwriteCells, CheckCellMetadata,
+    RebuildCellMetadata, ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
 c.Execute.timeout = int(os.environ.get("LFD13_CELL_TIMEOUT", "60"))
 c.Execute.interrupt_on_timeout = True
@@ -40,4 +43,5 @@ c.Autograde.autograde_preprocessors = [
 ]
 # Feedback shows each hidden test's verdict (the cell output) but not the hidden-test lines.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.HTMLExporter.sanitize_html = True  # students' markdown and outputs: no scripts or event handlers
 c.Exchange.root = os.path.join(HERE, "exchange")  # only used with JupyterHub's nbgrader exchange

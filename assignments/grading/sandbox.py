@@ -1,101 +1,90 @@
-"""nbgrader preprocessor that executes each submission in a sandboxed kernel, then judges it.
+"""nbgrader preprocessors that execute each submission in a sandboxed kernel, then judge it.
 
 Instructor-only. ``SandboxedExecute`` replaces nbgrader's ``Execute`` in the autograde pipeline
 (see ``nbgrader_config.py``). For each notebook it
 
-1. makes a private box (a directory owned by a fresh unprivileged uid) and a random seed;
-2. executes the notebook with the ``lfd13-sandbox`` kernelspec (``kernel_launcher.py``), with a
-   timeout per cell; a kernel that dies or hangs ends execution early instead of failing the run;
-3. kills every process left behind by that uid;
-4. judges each hidden-test cell from the observations the probe left in the box
-   (``judge.py``; student code never runs in this process) and rewrites the cell's outputs:
-   a pass prints a line, a failure becomes an error whose message (not code) the student sees.
-nbgrader's ``SaveAutoGrades`` then scores the cells from those outputs.
+1. makes a private box and draws a seed the kernel never sees; writes each hidden test's inputs
+   (``cases.py``) into the box;
+2. executes the notebook in the ``lfd13-sandbox`` kernel (``kernel_launcher.py``: bubblewrap,
+   the kernel environment, IPC over Unix sockets in the box), with a limit per cell and one per
+   notebook; a kernel that ignores an interrupt is killed and execution ends there;
+3. kills the sandbox (everything the kernel started dies with its pid namespace);
+4. has each hidden-test cell judged by the judge worker (``judge_worker.py``, a separate process
+   with memory and time limits) from the raw outputs the kernel left in the box, and rewrites
+   the cell's outputs: a pass prints a line, a failure becomes an error whose message the
+   student sees;
+5. sanitises every output: only plain text and PNG/JPEG images are kept (no HTML, JavaScript or
+   SVG), control characters other than colours are removed, and each output and the notebook as
+   a whole are capped in size.
+
+``RebuildCellMetadata`` (a sanitize preprocessor) rebuilds every cell's nbgrader metadata from
+the gradebook, so nothing a student writes there reaches nbgrader.
 """
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import re
 import secrets
+import select
 import shutil
-import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer, List, Unicode
+from traitlets import Integer
 
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
 HERE = Path(__file__).resolve().parent
 KERNEL_NAME = "lfd13-sandbox"
+SCHEMA_VERSION = 3
+KEEP_MIME = ("text/plain", "image/png", "image/jpeg")
+MAX_TEXT = 20_000          # characters of one text output
+MAX_IMAGE = 1 << 20        # bytes (base64) of one image
+MAX_NOTEBOOK = 2 << 20     # bytes of all outputs of one notebook
+ANSI_OK = re.compile(r"\x1b\[[0-9;]*m")
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-ln-z@`]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|\x1b.|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 
 
-def install_kernelspec(root: Path) -> Path:
-    """Write the sandbox kernelspec under ``root``/kernels and return the JUPYTER_PATH entry."""
-    spec = root / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, str(root.parent / "lib" / "kernel_launcher.py"), "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "lfd13 sandbox",
-                                                  "language": "python"}))
-    return root
+ONLY_TORCH = "the grader's kernel has torch, numpy and matplotlib only: write it yourself with torch"
 
 
-def processes_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                for line in (Path("/proc") / entry / "status").read_text().splitlines():
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(entry))
-                        break
-            except (OSError, ValueError):
-                continue
-    return pids
+class NotebookTimeout(Exception):
+    """The whole notebook ran longer than its wall-clock limit."""
 
 
-def kill_uid(uid: int) -> None:
-    for _ in range(3):
-        pids = processes_of(uid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.1)
+# ---------------------------------------------------------------- metadata
+class RebuildCellMetadata(NbGraderPreprocessor):
+    """Replace every cell's nbgrader metadata by what the gradebook says about that cell.
 
-
-class RestoreCellMetadata(NbGraderPreprocessor):
-    """Put back the nbgrader metadata of every known cell (grade, solution, locked, points, type).
-
-    nbgrader's ``OverwriteCells`` restores a test cell's source but not a ``grade`` flag a student
-    switched off, and then rejects the whole notebook for an inconsistent checksum. Running this
-    first means a tampered cell is simply restored and the rest of the work is still graded."""
+    A cell whose grade_id the gradebook knows gets fresh metadata (grade, solution, locked,
+    points, schema version) and its recorded type; any other cell loses its nbgrader metadata (a
+    deleted or renamed test cell is added back by ``OverwriteCells``). The notebook's own
+    metadata is reduced to the kernelspec and language. Nothing a student wrote in metadata
+    (``schema_version``, flags, points) reaches nbgrader."""
 
     def preprocess(self, nb: NotebookNode, resources):
         from nbgrader.api import Gradebook, MissingEntry  # noqa: PLC0415
 
         info = resources["nbgrader"]
         notebook, assignment = info["notebook"], info["assignment"]
+        nb.metadata = NotebookNode({k: nb.metadata[k] for k in ("kernelspec", "language_info")
+                                    if isinstance(nb.metadata.get(k), dict)})
         with Gradebook(info["db_url"]) as gb:
             for cell in nb.cells:
-                meta = cell.get("metadata", {}).get("nbgrader")
-                if meta is None:
-                    continue
-                gid = meta.get("grade_id") if isinstance(meta, dict) else None
+                meta = cell.get("metadata", {})
+                raw = meta.pop("nbgrader", None)
+                gid = raw.get("grade_id") if isinstance(raw, dict) else None
                 try:
                     source = gb.find_source_cell(gid, notebook, assignment) if isinstance(gid, str) else None
                 except MissingEntry:
                     source = None
-                if source is None:  # an unknown or renamed cell is an ordinary cell (nbgrader re-adds the original)
-                    del cell.metadata["nbgrader"]
+                if source is None:
                     continue
                 try:
                     graded = gb.find_graded_cell(gid, notebook, assignment)
@@ -112,130 +101,273 @@ class RestoreCellMetadata(NbGraderPreprocessor):
                     cell.pop("execution_count", None)
                 elif "outputs" not in cell:
                     cell["outputs"], cell["execution_count"] = [], None
-                meta.update(grade=graded is not None and graded.type == "GradeCell", solution=solution,
-                            locked=bool(source.locked))
+                fresh = {"grade": graded is not None and graded.type == "GradeCell", "grade_id": gid,
+                         "locked": bool(source.locked), "schema_version": SCHEMA_VERSION, "solution": solution,
+                         "task": False}
                 if graded is not None:
-                    meta["points"] = float(graded.max_score)
-                else:
-                    meta.pop("points", None)
+                    fresh["points"] = float(graded.max_score)
+                meta["nbgrader"] = NotebookNode(fresh)
+                cell["metadata"] = meta
         return nb, resources
 
 
+RestoreCellMetadata = RebuildCellMetadata  # the name older configurations use
+
+
+# ---------------------------------------------------------------- outputs
+def _clean_text(text, limit: int = MAX_TEXT) -> str:
+    text = text if isinstance(text, str) else "".join(text) if isinstance(text, list) else str(text)
+    text = CONTROL.sub("", text[: limit * 2])
+    if len(text) > limit:
+        text = text[:limit] + f"\n... output truncated ({limit} characters kept) ..."
+    return text
+
+
+def sanitize_output(out: dict) -> dict | None:
+    """One output reduced to plain text and PNG/JPEG images, capped; None to drop it."""
+    kind = out.get("output_type")
+    if kind == "stream":
+        return NotebookNode(output_type="stream", name="stderr" if out.get("name") == "stderr" else "stdout",
+                            text=_clean_text(out.get("text", "")))
+    if kind == "error":
+        tb = out.get("traceback") if isinstance(out.get("traceback"), list) else []
+        return NotebookNode(output_type="error", ename=_clean_text(out.get("ename", ""), 200),
+                            evalue=_clean_text(out.get("evalue", ""), 2000),
+                            traceback=[_clean_text(line, 4000) for line in tb[:100]])
+    if kind in ("display_data", "execute_result"):
+        data = out.get("data") if isinstance(out.get("data"), dict) else {}
+        kept = {}
+        for mime in KEEP_MIME:
+            value = data.get(mime)
+            if value is None:
+                continue
+            if mime == "text/plain":
+                kept[mime] = _clean_text(value)
+            elif isinstance(value, str) and len(value) <= MAX_IMAGE and re.fullmatch(r"[A-Za-z0-9+/=\s]*", value):
+                kept[mime] = value
+        dropped = sorted(set(data) - set(kept))
+        if dropped and "text/plain" not in kept:
+            kept["text/plain"] = f"[output of type {', '.join(dropped)[:200]} not kept by the grader]"
+        if not kept:
+            return None
+        node = NotebookNode(output_type=kind, data=NotebookNode(kept), metadata=NotebookNode())
+        if kind == "execute_result":
+            node["execution_count"] = out.get("execution_count") if isinstance(out.get("execution_count"), int) else None
+        return node
+    return None
+
+
+def sanitize_outputs(nb: NotebookNode, budget: int = MAX_NOTEBOOK) -> None:
+    """Sanitise every code cell's outputs in place; once ``budget`` bytes are used, later outputs go."""
+    used = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []) if isinstance(cell.get("outputs"), list) else []:
+            clean = sanitize_output(out) if isinstance(out, dict) else None
+            if clean is None:
+                continue
+            size = len(json.dumps(clean))
+            if used + size > budget:
+                kept.append(NotebookNode(output_type="stream", name="stdout",
+                                         text="... further output not kept (the notebook's output limit was reached) ...\n"))
+                used = budget
+                break
+            used += size
+            kept.append(clean)
+        cell["outputs"] = kept
+
+
+# ---------------------------------------------------------------- the judge, in its own limited process
+class JudgeWorker:
+    """A long-lived ``judge_worker.py`` process (address-space limit) that judges one record per request,
+    each under a wall-clock limit; a worker that times out or dies is replaced."""
+
+    memory = 8 << 30
+    timeout = 120
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        import resource
+
+        def limits():
+            resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LFD13_")}
+        env.update(PYTHONPATH=str(HERE), OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "judge_worker.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                     preexec_fn=limits, text=True, bufsize=1)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def judge(self, grade_id: str, path: Path, seed: int) -> tuple[bool, str]:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({"grade_id": grade_id, "path": str(path), "seed": seed}) + "\n")
+            self.proc.stdin.flush()
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+            line = self.proc.stdout.readline() if ready else ""
+            reply = json.loads(line)
+            return bool(reply["passed"]), str(reply["message"])
+        except (OSError, ValueError, KeyError):
+            self.close()
+            return False, ("Hidden tests failed: your results could not be checked within the grader's time and "
+                           "memory limits.")
+
+
+# ---------------------------------------------------------------- execution
 class SandboxedExecute(Execute):
     """Execute in the sandbox kernel, then judge the hidden tests out of the student's reach."""
 
-    hide_paths = List(Unicode(), help="Directories hidden from student code while it runs.").tag(config=True)
-    first_uid = Integer(200000, help="First of the unprivileged uids given to kernels, one per notebook.").tag(
+    notebook_timeout = Integer(int(os.environ.get("LFD13_NOTEBOOK_TIMEOUT", "300")),
+                               help="Seconds one notebook may run in all (its remaining cells are not run).").tag(
+        config=True)
+    interrupt_grace = Integer(5, help="Seconds a kernel has to stop after an interrupt before it is killed.").tag(
         config=True)
 
     _root: Path | None = None
+    _manifest: dict | None = None
+    _worker: JudgeWorker | None = None
 
-    def _prepare(self) -> Path:
-        """Once per process: a sandbox root (0711) with a private lib, the kernelspec and the boxes."""
-        if SandboxedExecute._root is None:
-            root = Path(tempfile.mkdtemp(prefix="lfd13-sandbox-"))
-            root.chmod(0o711)
+    @classmethod
+    def _prepare(cls) -> Path:
+        """Once per process: a private root with the probe's modules, the kernelspec and the boxes."""
+        if cls._root is None:
+            import kernel_env  # noqa: PLC0415
+
+            cls._manifest = kernel_env.load()
+            root = Path(tempfile.mkdtemp(prefix="lfd13-"))  # short: Unix socket paths are limited to 107 bytes
             lib = root / "lib"
-            lib.mkdir(mode=0o700)
-            for name in ("lfd13_probe.py", "kernel_launcher.py"):
+            lib.mkdir()
+            for name in ("kernel_launcher.py", "kernel_main.py", "lfd13_probe.py", "cases.py", "wire.py"):
                 shutil.copy(HERE / name, lib / name)
-            install_kernelspec(root / "jupyter")
+            spec = root / "jupyter" / "kernels" / KERNEL_NAME
+            spec.mkdir(parents=True)
+            argv = [sys.executable, str(lib / "kernel_launcher.py"), "-f", "{connection_file}"]
+            # interrupts travel as messages: a signal to bwrap would not reach the kernel inside
+            (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "lfd13 sandbox",
+                                                          "language": "python", "interrupt_mode": "message"}))
             os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"),
                                                                        os.environ.get("JUPYTER_PATH")]))
-            (root / "boxes").mkdir(mode=0o711)
-            (root / "boxes").chmod(0o711)
-            SandboxedExecute._root = root
+            (root / "boxes").mkdir()
+            cls._root = root
+            cls._worker = JudgeWorker()
+            atexit.register(cls._worker.close)
             atexit.register(shutil.rmtree, root, True)
-        return SandboxedExecute._root
+        return cls._root
 
-    def _claim_uid(self) -> int:
-        """An unprivileged uid no other grading process is using (claimed with an exclusive file)."""
-        claims = Path(tempfile.gettempdir()) / "lfd13-uids"
-        claims.mkdir(mode=0o700, exist_ok=True)
-        for uid in range(self.first_uid, self.first_uid + 100_000):
-            try:
-                os.close(os.open(claims / str(uid), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            except FileExistsError:
-                continue
-            if processes_of(uid):
-                continue  # keep the claim: someone else runs as this uid
-            return uid
-        raise RuntimeError(f"no free uid in [{self.first_uid}, {self.first_uid + 100_000}); clear {claims}")
+    # nbclient hooks ------------------------------------------------------------
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.transport = "ipc"
+        km.ip = str(self._box / "sandbox" / "ipc" / "k")
+        return km
 
-    @staticmethod
-    def _release_uid(uid: int) -> None:
+    def preprocess_cell(self, cell, resources, index):
+        self._cells_started += 1
+        if time.monotonic() > self._deadline:
+            raise NotebookTimeout(f"the notebook ran longer than its limit of {self.notebook_timeout} s")
+        return super().preprocess_cell(cell, resources, index)
+
+    def _cell_timeout(self, cell) -> int:
+        left = self._deadline - time.monotonic()
+        return max(1, int(min(self.timeout or left, left)))
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        from queue import Empty  # noqa: PLC0415
+
+        from jupyter_client.utils import ensure_async  # noqa: PLC0415
+        from nbclient.exceptions import DeadKernelError  # noqa: PLC0415
+
+        reply = await super()._async_handle_timeout(timeout, cell)  # interrupts the kernel
         try:
-            (Path(tempfile.gettempdir()) / "lfd13-uids" / str(uid)).unlink()
-        except OSError:
-            pass
+            await ensure_async(self.kc.shell_channel.get_msg(timeout=self.interrupt_grace))
+        except Empty:
+            await ensure_async(self.km.shutdown_kernel(now=True))
+            raise DeadKernelError(f"a cell ran longer than {timeout} s and the kernel ignored the interrupt")
+        return reply
 
-    def _hidden(self, root: Path) -> list[str]:
-        repo = HERE.parent.parent
-        extra = [p for p in os.environ.get("LFD13_HIDE_EXTRA", "").split(os.pathsep) if p]
-        paths = {os.getcwd(), str(HERE.parent), str(root / "lib"), *self.hide_paths, *extra}
-        if (repo / ".git").exists():
-            paths |= {str(repo / ".git"), str(repo / "tests"), str(repo / "assignments")}
-        return sorted(p for p in paths if os.path.isdir(p))
-
+    # the pipeline ----------------------------------------------------------------
     def preprocess(self, nb: NotebookNode, resources):
         sys.path.insert(0, str(HERE))
+        import cases  # noqa: PLC0415
         import judge  # noqa: PLC0415
+        import wire  # noqa: PLC0415
 
         root = self._prepare()
-
-        uid = self._claim_uid()
-        box = root / "boxes" / f"box-{uid}"
-        box.mkdir(mode=0o700)
+        box = Path(tempfile.mkdtemp(dir=root / "boxes"))
+        self._box = box
+        for d in ("tasks", "sandbox/work", "sandbox/home", "sandbox/out", "sandbox/ipc", "sandbox/tasks"):
+            (box / d).mkdir(parents=True)
         seed = secrets.randbelow(2**31 - 1000)
-        os.environ.update(LFD13_BOX=str(box), LFD13_UID=str(uid), LFD13_SEED=str(seed),
-                          LFD13_HIDE=json.dumps(self._hidden(root)))
+        graded = []
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            gid = meta.get("grade_id")
+            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution") and gid in judge.CHECKS:
+                graded.append(cell)
+                wire.dump(cases.inputs(gid, seed), str(box / "tasks" / gid))
+        os.environ.update(LFD13_BOX=str(box), LFD13_KERNEL_ENV=json.dumps(self._manifest))
         self.kernel_name = KERNEL_NAME
+        self.timeout_func = self._cell_timeout
+        self.shutdown_kernel = "immediate"
+        self._deadline = time.monotonic() + self.notebook_timeout
+        self._cells_started = 0
         problem = None
         try:
             nb, resources = super().preprocess(nb, resources)
-        except Exception as err:  # noqa: BLE001 - a dead or hung kernel must not stop the grading run
-            problem = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        except Exception as err:  # noqa: BLE001 - a dead, hung or slow kernel must not stop the grading run
+            text = str(err).strip().splitlines()
+            problem = f"{type(err).__name__}: {text[0][:300] if text else ''}"
             self.log.warning("Execution stopped early: %s", problem)
+            if getattr(self, "km", None) is not None:
+                try:
+                    self.km.shutdown_kernel(now=True)  # type: ignore[union-attr]
+                except Exception:  # noqa: BLE001
+                    pass
         finally:
-            kill_uid(uid)
-            self._release_uid(uid)
-            for key in ("LFD13_BOX", "LFD13_UID", "LFD13_SEED", "LFD13_HIDE"):
+            for key in ("LFD13_BOX", "LFD13_KERNEL_ENV"):
                 os.environ.pop(key, None)
+        if problem and self._cells_started == 0:  # the sandbox did not start: not gradable, and said so
+            said = _clean_text((box / "kernel.log").read_text(errors="replace")[:300] if (box / "kernel.log").exists()
+                               else "", 300).replace("\n", " ")
+            shutil.rmtree(box, ignore_errors=True)
+            raise RuntimeError(f"the sandboxed kernel did not start ({problem}; {said})")
         if problem:
             nb.cells.insert(0, NotebookNode(cell_type="markdown", metadata={}, id="lfd13-grading-note",
                                             source=f"**Grading note:** execution stopped early ({problem}). "
                                                    "Cells after that point were not run."))
-        for cell in nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            gid = meta.get("grade_id")
-            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution") or gid not in judge.CHECKS:
-                continue
+        sanitize_outputs(nb)
+        for cell in graded:
+            gid = cell.metadata.nbgrader.grade_id
             kernel_error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
-            obs = self._load(box / "obs" / f"{gid}.pt")
-            verdict = judge.judge(gid, obs, seed)
-            passed = verdict.passed and kernel_error is None
-            message = verdict.message
+            out = box / "sandbox" / "out" / gid
+            passed, message = self._worker.judge(gid, out, seed)
+            passed = passed and kernel_error is None
             if kernel_error is not None:
                 raised = f"This cell raised {kernel_error.get('ename')}: {kernel_error.get('evalue')}".strip()
-                message = raised + ("\nThe hidden tests in this cell did not run." if obs is None else
-                                    "\n" + verdict.message)
+                if kernel_error.get("ename") == "ModuleNotFoundError":
+                    raised += f" ({ONLY_TORCH})"
+                message = raised + ("\nThe hidden tests in this cell did not run." if not os.path.lexists(out)
+                                    else "\n" + message)
             cell.outputs = [self._output(passed, message)]
         shutil.rmtree(box, ignore_errors=True)
         return nb, resources
 
     @staticmethod
-    def _load(path: Path):
-        import torch  # noqa: PLC0415
-
-        if not path.is_file() or path.stat().st_size > 256 << 20:
-            return None
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - a corrupted or forged file is just "no observations"
-            return None
-
-    @staticmethod
     def _output(passed: bool, message: str) -> NotebookNode:
+        message = _clean_text(message, 2000)
         if passed:
             return NotebookNode(output_type="stream", name="stdout", text=message + "\n")
         return NotebookNode(output_type="error", ename="HiddenTestFailure", evalue=message,

@@ -2,16 +2,23 @@
 
 The fixture copies the nbgrader course into a temporary folder, releases the three assignments,
 writes one submission per student (solution, blank release, every wrong implementation, every
-correct alternative, hostile notebooks), collects them with ``course.py collect`` and grades them
-with ``course.py grade``: one nbgrader autograde run per assignment, all students at once.
+correct alternative, hostile notebooks), plants world-readable decoys of a source notebook and a
+gradebook in several folders outside the home folders, opens a TCP listener on 127.0.0.1,
+collects the submissions with ``course.py collect`` and grades them with ``course.py grade``:
+one nbgrader autograde run per assignment (``LFD13_CHUNK``), so that every honest student is
+graded in the same run as every hostile one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +31,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COURSE_SRC = ROOT / "assignments"
 ASSIGNMENTS = ("masking", "contrastive", "lora")
 CELL_TIMEOUT = 30  # seconds per cell while grading the test submissions
+TOKEN = secrets.token_hex(6)  # marks what hostile notebooks leave behind, to look for it afterwards
+DECOY_DIRS = ["/srv", "/opt", "/mnt", "/var/tmp", "/var/lib", "/usr/local/share", "/tmp", str(ROOT.parent)]
 
 
-def run_course(course: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1",
-           # the repository's own instructor files must be hidden from student code too
-           "LFD13_HIDE_EXTRA": os.pathsep.join(str(ROOT / d) for d in (".git", "assignments", "tests"))}
+def run_course(course: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LFD13_CHUNK": "64"}
     proc = subprocess.run([sys.executable, str(course / "course.py"), "--course", str(course), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
+    if not check:
+        return proc
     assert proc.returncode == 0, f"course.py {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -87,6 +96,13 @@ class Graded:
     cells: dict = field(default_factory=dict)     # (student, assignment) -> {grade_id: (score, max)}
     totals: dict = field(default_factory=dict)    # (student, assignment) -> (score, max)
     grade_log: str = ""
+    notebooks: list = field(default_factory=list)  # every (student, assignment) written
+    collect_log: str = ""
+    hashes_after: dict = field(default_factory=dict)
+    decoys: list = field(default_factory=list)     # world-readable decoy files planted before grading
+    connections: list = field(default_factory=list)  # what reached the TCP listener on 127.0.0.1
+    port: int = 0
+    hashes: dict = field(default_factory=dict)     # instructor files hashed before grading
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return run_course(self.course, *args)
@@ -95,7 +111,7 @@ class Graded:
         return nbformat.read(self.course / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
 
 
-def hostile_submissions(course: Path) -> dict[tuple[str, str], object]:
+def hostile_submissions(course: Path, port: int = 9) -> dict[tuple[str, str], object]:
     subs: dict[tuple[str, str], object] = {}
     # a syntax error in one answer: that part earns nothing, the other part still counts
     subs[("hostile-syntax", "masking")] = submission(course, "masking", append={
@@ -139,38 +155,295 @@ sys.modules["lfd13_probe"] = _fake
         "answer_clip_loss": tamper + dict(variants.WRONG["clip_loss"])["no_normalisation"],
         "answer_retrieval": fake_probe + dict(variants.WRONG["zero_shot_classify"])["dot_product"]
         + dict(variants.WRONG["recall_at_k"])["dot_product"]})
-    # looks for the solution (source notebooks, the gradebook, other submissions) and runs it
+    # looks for the solution (source notebooks, the gradebook, other submissions, decoys) and runs it
     subs[("hostile-cheat", "masking")] = submission(course, "masking", answers={
         "answer_mask_tokens": CHEAT, "answer_random_masking": "pass"})
+    # 1. forged records: stub functions, and a replaced probe that writes hand-made records whose
+    #    fields carry "reference values" (the inputs themselves, truth fields, library-like outputs)
+    subs[("hostile-forge", "contrastive")] = submission(course, "contrastive", answers={
+        "answer_clip_loss": STUBS["contrastive"] + FORGE, "answer_retrieval": "pass"})
+    subs[("hostile-forge", "lora")] = submission(course, "lora", answers={
+        "answer_lora_linear": STUBS["lora"] + FORGE, "answer_inject_lora": "pass"})
+    # 2. the old delegation detector switched off, then the reference libraries called
+    subs[("hostile-delegate", "contrastive")] = submission(course, "contrastive", append={
+        "answer_clip_loss": DELEGATE_CLIP, "answer_retrieval": IMPORT_REPORT})
+    subs[("hostile-delegate", "lora")] = submission(course, "lora", append={"answer_lora_linear": DELEGATE_PEFT})
+    # 5. processes, files, shared memory and network: a double-forked survivor and friends
+    subs[("hostile-escape", "lora")] = submission(course, "lora", append={
+        "answer_inject_lora": ESCAPE.replace("TOKEN", TOKEN).replace("PORT", str(port))})
+    # 6. nbgrader metadata written by the student (a schema version from the future, wrong flags)
+    nb = submission(course, "masking")
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader")
+        if meta and meta.get("solution"):
+            meta["schema_version"] = 99
+            meta["points"] = 1000
+        elif meta and meta.get("grade"):
+            meta["points"] = "lots"
+    subs[("hostile-metadata", "masking")] = nb
+    # 7. ignores SIGINT and swallows interrupts while sleeping: killed at the first timeout, no later cell runs
+    subs[("hostile-sigint", "contrastive")] = submission(course, "contrastive", append={
+        "answer_clip_loss": "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                            "def clip_loss(image_features, text_features, logit_scale):\n    while True:\n"
+                            "        try:\n            time.sleep(10**6)\n        except BaseException:\n"
+                            "            pass"})
+    # 7. oversized and malformed records, and results of attacker-chosen shapes
+    subs[("hostile-records", "masking")] = submission(course, "masking", append={
+        "answer_mask_tokens": ONLY_PROBE + RECORDS})
+    # 8. unfiltered outputs: a flood on stdout and on the kernel's stderr, HTML, scripts, handlers
+    subs[("hostile-output", "lora")] = submission(course, "lora", append={
+        "answer_lora_linear": OUTPUT.replace("TOKEN", TOKEN)})
+    nb = subs[("hostile-output", "lora")]
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"<script>alert('xss-{TOKEN}')</script>"
+                                                  f"<img src=x onerror=\"alert('xss-{TOKEN}')\">"))
     return subs
+
+
+STUBS = {"contrastive": "def clip_loss(image_features, text_features, logit_scale):\n    raise NotImplementedError()\n"
+                        "def zero_shot_classify(image_features, class_text_features):\n    raise NotImplementedError()\n"
+                        "def recall_at_k(image_features, text_features, k):\n    raise NotImplementedError()\n",
+         "lora": "class LoRALinear:\n    def __init__(self, *a, **k):\n        raise NotImplementedError()\n"
+                 "def inject_lora(*a, **k):\n    raise NotImplementedError()\n"
+                 "def count_parameters(*a, **k):\n    raise NotImplementedError()\n"}
+
+ONLY_PROBE = r'''
+def _only_probe(lines):
+    """Rewrite every later cell before it runs: keep only the hidden test's call (skips the visible asserts)."""
+    kept = [line for line in lines if "lfd13_probe" in line]
+    return kept or lines
+get_ipython().input_transformers_cleanup.append(_only_probe)
+'''
+
+FORGE = ONLY_PROBE + r'''
+import os, sys, torch, lfd13_probe, wire
+def _echo(node):
+    """Every input handed back as an output, next to 'truth' fields computed from the inputs."""
+    if isinstance(node, dict):
+        return {**{k: _echo(v) for k, v in node.items()}, "value": node, "truth": node, "ok": True}
+    if isinstance(node, list):
+        return [_echo(v) for v in node]
+    return node
+def forged(grade_id, ns):
+    task = wire.load(os.path.join(lfd13_probe.BOX, "tasks", grade_id))
+    rec = {"grade_id": grade_id, "delegation": [], "profiler_tampered": False, **_echo(task)}
+    wire.dump(rec, os.path.join(lfd13_probe.BOX, "out", grade_id))
+    print("Recorded for grading.")
+lfd13_probe.observe = forged
+sys.modules["lfd13_probe"] = lfd13_probe
+'''
+
+DELEGATE_CLIP = """
+import sys
+sys.setprofile(None)
+import lfd13_probe
+for name in ("FORBIDDEN", "LIBRARY_DIRS", "_library_dirs", "Watch"):  # the old detector's folders and profiler
+    setattr(lfd13_probe, name, [])
+def clip_loss(image_features, text_features, logit_scale):
+    sys.setprofile(None)
+    from open_clip.loss import ClipLoss
+    return ClipLoss()(F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1), logit_scale)
+"""
+
+IMPORT_REPORT = """
+import importlib, json
+_report = {}
+for _name in ("torch", "numpy", "matplotlib", "transformers", "open_clip", "peft", "lfd13", "nbgrader", "judge"):
+    try:
+        importlib.import_module(_name)
+        _report[_name] = True
+    except ImportError:
+        _report[_name] = False
+print("IMPORTS " + json.dumps(_report))
+"""
+
+DELEGATE_PEFT = """
+import sys
+class LoRALinear(nn.Module):
+    def __init__(self, base, *, r, alpha=1.0, dropout=0.0):
+        super().__init__()
+        sys.setprofile(None)
+        from peft import LoraConfig
+        from peft.tuners.lora.layer import Linear
+        self.base = base
+        self.inner = Linear(base, "default", config=LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout), r=r, lora_alpha=alpha)
+        self.lora_A, self.lora_B = self.inner.lora_A["default"], self.inner.lora_B["default"]
+        self.scaling, self.merged = alpha / r, False
+    def forward(self, x):
+        return self.inner(x)
+"""
+
+ESCAPE = r'''
+import ctypes, json, os, socket, sys, time
+_report = {"uid": os.getuid()}
+# a double-forked survivor in its own session, marked by its command line
+_pid = os.fork()
+if _pid == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", "import time\nwhile True: time.sleep(1)", "survivor-TOKEN"])
+    os._exit(0)
+os.waitpid(_pid, 0)
+# files in every folder that might be shared with the grader or with later kernels
+_report["written"] = []
+for _d in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/lock", "/srv", "/opt", "/usr/local", "/etc", "/root", "/home", "/work"):
+    try:
+        with open(os.path.join(_d, "lfd13-left-TOKEN"), "w") as _f:
+            _f.write("left behind")
+        _report["written"].append(_d)
+    except OSError:
+        pass
+# shared memory: POSIX (a file in /dev/shm) and System V (IPC namespace)
+from multiprocessing import shared_memory
+try:
+    _shm = shared_memory.SharedMemory(name="lfd13-shm-TOKEN", create=True, size=4096)
+    _report["posix_shm"] = True
+except OSError:
+    _report["posix_shm"] = False
+_libc = ctypes.CDLL(None, use_errno=True)
+_report["sysv_shm"] = _libc.shmget(0x1fd13, 4096, 0o1666) >= 0
+# the grader's TCP listener on 127.0.0.1
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=3).sendall(b"hello from the kernel TOKEN")
+    _report["tcp"] = True
+except OSError as _err:
+    _report["tcp"] = False
+# which processes can be seen
+_report["processes"] = []
+for _p in os.listdir("/proc"):
+    if _p.isdigit():
+        try:
+            _report["processes"].append(open(f"/proc/{_p}/cmdline", "rb").read().replace(b"\0", b" ").decode()[:200])
+        except OSError:
+            pass
+_report["hostname"] = socket.gethostname()
+print("ESCAPE " + json.dumps(_report))
+'''
+
+RECORDS = r'''
+import os, json, lfd13_probe, wire
+_box = lfd13_probe.BOX
+def _header(obj, body=b""):
+    h = json.dumps(obj).encode()
+    return wire.MAGIC + len(h).to_bytes(8, "little") + h + body
+def forged_observe(grade_id, ns):
+    path = os.path.join(_box, "out", grade_id)
+    if grade_id == "mask_tokens_selection":    # a tensor that claims 10^12 elements
+        data = _header({"rate": {"value": [{"__t__": ["float64", [10**6, 10**6], 0]}]}}, b"\0" * 64)
+    elif grade_id == "mask_tokens_split":      # nested a hundred thousand levels deep
+        data = wire.MAGIC + (200000).to_bytes(8, "little") + b"[" * 100000 + b"]" * 100000
+    elif grade_id == "mask_tokens_contract":   # 40 MB of real bytes
+        data = _header({}, b"\0" * (40 << 20))
+    elif grade_id == "random_masking_exact":   # a symbolic link to a file of the grader's
+        os.symlink("/etc/passwd", path)
+        return
+    else:                                      # valid records, results of attacker-chosen shapes
+        import torch
+        big = torch.zeros(1000, 1000)
+        wire.dump({"exact75": {"value": [big, big, big.long()]}, "odd": {"value": [big[:3], big[:3], big[:3]]},
+                   "random": {"value": [big, big, big.long()[:1]]}}, path)
+        return
+    with open(path, "wb") as f:
+        f.write(data)
+lfd13_probe.observe = forged_observe
+'''
+
+OUTPUT = r'''
+import os, sys
+from IPython.display import HTML, Javascript, SVG, display
+display(HTML("<script>alert('xss-TOKEN')</script><img src=x onerror=\"alert('xss-TOKEN')\">"))
+display(Javascript("alert('xss-TOKEN')"))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg"><script>alert("xss-TOKEN")</script></svg>'))
+print("\x1b]0;owned\x07\x1b[2J" + "flood-TOKEN " * (3 << 20))  # about 36 MB on stdout
+os.write(2, (("\x1b[2J[E 2026-01-01 grader] FORGED-TOKEN everyone scores 0\n") * 200000).encode())  # ~10 MB on fd 2
+sys.stderr.write("stderr-TOKEN\n")
+'''
 
 
 CHEAT = r'''
 import json, os, time
-found, readable, solved = [], [], []
+found, readable, writable, solved = [], [], [], []
 start = time.time()
-for root in ["/work", "/tmp", "/root", "/home", "/srv", "/opt", os.getcwd(), os.path.expanduser("~")]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in (".venv", "site-packages", "node_modules", "proc")]
-        if dirpath.count(os.sep) > 9 or time.time() - start > 10:
-            dirnames[:] = []
-        for name in filenames:
-            if name in ("masking.ipynb", "gradebook.db") or name.endswith(".pt"):
-                path = os.path.join(dirpath, name)
-                found.append(path)
-                try:
-                    text = open(path, "rb").read().decode("utf8", "replace")
-                except OSError:
-                    continue
-                readable.append(path)
-                if "BEGIN SOLUTION" in text and name.endswith(".ipynb"):
-                    for cell in json.loads(text)["cells"]:
-                        src = "".join(cell["source"])
-                        if "BEGIN SOLUTION" in src and cell["cell_type"] == "code":
-                            exec(src, globals())
-                            solved.append(path)
-print(json.dumps({"found": found, "readable": readable, "solutions_used": solved}))
+for dirpath, dirnames, filenames in os.walk("/"):
+    dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in ("/proc", "/sys", "/dev")]
+    if time.time() - start > 20:
+        dirnames[:] = []
+    for name in filenames:
+        path = os.path.join(dirpath, name)
+        if name.endswith((".ipynb", ".db", ".pt")) or "decoy" in path or name in ("judge.py", "course.py"):
+            found.append(path)
+            try:
+                text = open(path, "rb").read().decode("utf8", "replace")
+            except OSError:
+                continue
+            readable.append(path)
+            try:
+                open(path, "ab").close()
+                writable.append(path)
+            except OSError:
+                pass
+            if "BEGIN SOLUTION" in text and name.endswith(".ipynb"):
+                for cell in json.loads(text)["cells"]:
+                    src = "".join(cell["source"])
+                    if "BEGIN SOLUTION" in src and cell["cell_type"] == "code":
+                        exec(src, globals())
+                        solved.append(path)
+print(json.dumps({"found": found, "readable": readable, "writable": writable, "solutions_used": solved,
+                  "uid": os.getuid(), "seconds": round(time.time() - start, 1)}))
 '''
+
+
+def plant_decoys(course: Path) -> list[Path]:
+    """World-readable copies of a source notebook and of a gradebook, outside the home folders."""
+    planted = []
+    for d in DECOY_DIRS:
+        folder = Path(d) / f"lfd13-decoy-{TOKEN}"
+        try:
+            folder.mkdir(mode=0o755)
+            folder.chmod(0o755)
+            for src in (course / "source" / "masking" / "masking.ipynb", course / "gradebook.db"):
+                shutil.copy(src, folder / src.name)
+                (folder / src.name).chmod(0o644)
+            planted += [folder / "masking.ipynb", folder / "gradebook.db"]
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+    return planted
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 recording whatever reaches it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.received: list = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(1)
+            try:
+                self.received.append(conn.recv(1000))
+            except OSError:
+                self.received.append(b"")
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +453,8 @@ def graded(tmp_path_factory) -> Graded:
     run_course(course, "release", "--book-dir", "")
     subs_dir = base / "submissions"
     g = Graded(course=course, submissions=subs_dir)
+    listener = Listener()
+    g.port = listener.port
 
     notebooks: dict[tuple[str, str], object] = {}
     for a in ASSIGNMENTS:
@@ -199,9 +474,9 @@ def graded(tmp_path_factory) -> Graded:
             append[cell] = append.get(cell, "") + "\n\n" + code
         notebooks[(student, a)] = submission(course, a, append=append)
         g.plan[student] = ("wrong", a, {f: v[0][0] for f, v in functions.items()})
-    for (student, a), nb in hostile_submissions(course).items():
+    for (student, a), nb in hostile_submissions(course, listener.port).items():
         notebooks[(student, a)] = nb
-        g.plan[student] = ("hostile", a)
+        g.plan.setdefault(student, ("hostile", a))
 
     for (student, a), nb in notebooks.items():
         path = subs_dir / student / a / f"{a}.ipynb"
@@ -210,10 +485,23 @@ def graded(tmp_path_factory) -> Graded:
             path.write_bytes(nb)
         else:
             nbformat.write(nb, path)
+    # 9. a submission that is a symbolic link to the source notebook, and a linked student folder
+    (subs_dir / "hostile-symlink" / "masking").mkdir(parents=True)
+    (subs_dir / "hostile-symlink" / "masking" / "masking.ipynb").symlink_to(course / "source" / "masking" / "masking.ipynb")
+    (subs_dir / "hostile-linkdir").symlink_to(course / "source")
 
-    run_course(course, "collect", "--from", str(subs_dir))
-    proc = run_course(course, "grade", "--timeout", str(CELL_TIMEOUT), "--jobs", "3", timeout=1800)
-    g.grade_log = proc.stdout + proc.stderr
+    g.decoys = plant_decoys(course)
+    g.hashes = {str(p): digest(p) for p in [course / "grading" / "judge.py", course / "course.py", *g.decoys]}
+    try:
+        g.collect_log = run_course(course, "collect", "--from", str(subs_dir)).stdout
+        proc = run_course(course, "grade", "--timeout", str(CELL_TIMEOUT), "--jobs", "3", timeout=2400)
+        g.grade_log = proc.stdout + proc.stderr
+        g.hashes_after = {p: digest(Path(p)) for p in g.hashes}
+    finally:
+        listener.close()
+        g.connections = listener.received
+        for p in g.decoys:
+            shutil.rmtree(p.parent, ignore_errors=True)
 
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -228,5 +516,6 @@ def graded(tmp_path_factory) -> Graded:
             graded_ok = (course / "autograded" / student / a / f"{a}.ipynb").exists()
             g.cells[(student, a)] = {gr.name: (gr.score, gr.max_score) for gr in nbsub.grades}
             g.totals[(student, a)] = (nbsub.score if graded_ok else 0.0, nbsub.max_score)
+    g.notebooks = sorted(notebooks)
     (base / "scores.json").write_text(json.dumps({f"{s}/{a}": v for (s, a), v in g.cells.items()}, indent=1))
     return g

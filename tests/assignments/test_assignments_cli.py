@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -89,3 +90,37 @@ def test_book_downloads_hold_no_solution_or_hidden_test(name):
                    "F.cross_entropy(logits, targets) + F.cross_entropy(logits.T"):
         assert secret not in text
     assert "raise NotImplementedError()" in text
+
+
+def test_collect_takes_regular_files_only_and_caps_their_size(course_cli, tmp_path, capsys):
+    course, inbox = tmp_path / "course", tmp_path / "inbox"
+    course.mkdir()
+    secret = write(tmp_path / "source" / "masking.ipynb", '{"solution": true}')
+    (inbox / "eve" / "masking").mkdir(parents=True)
+    (inbox / "eve" / "masking" / "masking.ipynb").symlink_to(secret)          # a linked file
+    (inbox / "mallory").symlink_to(secret.parent)                             # a linked student folder
+    (inbox / "trent").mkdir()
+    (inbox / "trent" / "lora").symlink_to(secret.parent, target_is_directory=True)  # a linked assignment folder
+    big = write(inbox / "oscar" / "contrastive" / "contrastive.ipynb", "")
+    with open(big, "wb") as f:
+        f.truncate(course_cli.MAX_SUBMISSION + 1)
+    write(inbox / "ada" / "masking" / "masking.ipynb", '{"v": 1}')
+    rows = course_cli.collect(course, inbox)
+    assert ("eve", "masking", "skipped: a symbolic link") in rows
+    assert ("mallory", "-", "skipped: a symbolic link") in rows
+    assert ("trent", "lora", "skipped: a symbolic link") in rows
+    assert ("oscar", "contrastive", f"skipped: larger than {course_cli.MAX_SUBMISSION >> 20} MB") in rows
+    assert ("ada", "masking", "new") in rows
+    assert sorted(str(p.relative_to(course / "submitted")) for p in (course / "submitted").glob("*/*")) == ["ada/masking"]
+    assert "skipped: a symbolic link" in capsys.readouterr().out
+
+
+def test_logs_and_feedback_are_cleaned(course_cli):
+    log = course_cli.clean_log("ok \x1b[2J\x1b]0;title\x07line\r\nnext\x00" + "x" * 5000)
+    assert "\x1b" not in log and "\x00" not in log and "\r" not in log and "ok line" in log
+    assert max(len(line) for line in log.splitlines()) <= 2000
+    html = course_cli.sanitize_html('<p onclick="x()">a</p><script>alert(1)</script><a href="javascript:y()">b</a>'
+                                    '<SCRIPT src="//evil"></SCRIPT><img src=x onerror=alert(2)>')
+    lower = html.lower()
+    assert "<script" not in lower and "onclick" not in lower and "onerror" not in lower and "javascript:" not in lower
+    assert "<p>a</p>" in html

@@ -3,6 +3,8 @@ collected and autograded by ``course.py`` in one session (see ``conftest.py``)."
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -58,9 +60,9 @@ def test_wrong_implementation_loses_marks(graded, student, function, name):
     cells = scores(graded, student, assignment)
     targets = variants.FUNCTIONS[function][1]
     assert lost(cells, targets) > 0, f"{function} variant {name!r} kept full marks: {cells}"
-    if name.startswith("delegates"):
+    if name.startswith("delegates"):  # the reference libraries do not exist in the grader's kernel
         messages = failure_messages(graded, student, assignment)
-        assert any("own implementation" in m for m in messages), messages
+        assert any("No module named" in m and "torch, numpy and matplotlib only" in m for m in messages), messages
 
 
 CORRECT_CASES = [(f"correct-{a}-{i}", a, name) for a in ASSIGNMENTS for i, (name, _) in enumerate(variants.CORRECT[a])]
@@ -126,23 +128,140 @@ def test_tampering_with_comparisons_or_the_probe_does_not_pass(graded):
         assert cells[gid][0] == 0, cells
 
 
-def test_student_code_cannot_reach_solutions_gradebook_or_other_submissions(graded):
-    assert graded.totals[("hostile-cheat", "masking")][0] == 0
-    nb = graded.output("hostile-cheat", "masking")
-    report = None
+def stream_report(graded, student, assignment, prefix):
+    nb = graded.output(student, assignment)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("text", "").startswith('{"found"'):
-                report = json.loads(out["text"])
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            for line in text.splitlines():
+                if line.startswith(prefix + "{"):
+                    return json.loads(line[len(prefix):])
+    return None
+
+
+def test_student_code_cannot_reach_solutions_gradebook_or_other_submissions(graded):
+    assert len(graded.decoys) >= 6, f"decoys could be planted in too few folders: {graded.decoys}"
+    assert graded.totals[("hostile-cheat", "masking")][0] == 0
+    report = stream_report(graded, "hostile-cheat", "masking", "")
     assert report is not None, "the cheating cell did not run"
     assert report["solutions_used"] == []
-    assert not [p for p in report["readable"] if p.endswith("gradebook.db") or "/submitted/" in p
-                or "/autograded/" in p or "lfd13-sandbox" in p or "/source/" in p], report["readable"]
+    # an allow-list: nothing of the course, the repository, the decoys or other submissions is visible
+    assert not [p for p in report["found"] if "decoy" in p or "gradebook" in p or "/submitted/" in p
+                or "/autograded/" in p or "/source/" in p or p.endswith(("judge.py", "course.py"))], report["found"]
+    assert [p for p in report["readable"] if p.endswith(".ipynb")] == [], report["readable"]
+    assert report["writable"] == [], report["writable"]
+    assert graded.hashes_after == graded.hashes, "an instructor file or a decoy changed during grading"
+
+
+def test_forged_records_with_stub_functions_score_nothing(graded):
+    for assignment in ("contrastive", "lora"):
+        score, max_score = graded.totals[("hostile-forge", assignment)]
+        assert max_score == 10 and score == 0, scores(graded, "hostile-forge", assignment)
+
+
+def test_delegation_is_impossible_even_with_the_old_detector_switched_off(graded):
+    cells = scores(graded, "hostile-delegate", "contrastive")
+    assert lost(cells, variants.FUNCTIONS["clip_loss"][1]) == 5, cells
+    assert lost(cells, ["zero_shot", "recall_at_k"]) == 0, cells  # the rest of the notebook is still graded
+    cells = scores(graded, "hostile-delegate", "lora")
+    assert lost(cells, variants.FUNCTIONS["LoRALinear"][1]) == 7, cells
+    messages = failure_messages(graded, "hostile-delegate", "lora")
+    assert any("No module named 'peft'" in m for m in messages), messages
+    imports = stream_report(graded, "hostile-delegate", "contrastive", "IMPORTS ")
+    assert imports == {"torch": True, "numpy": True, "matplotlib": True, "transformers": False, "open_clip": False,
+                       "peft": False, "lfd13": False, "nbgrader": False, "judge": False}, imports
+
+
+def test_processes_files_shared_memory_and_network_are_contained(graded):
+    from conftest import TOKEN
+
+    report = stream_report(graded, "hostile-escape", "lora", "ESCAPE ")
+    assert report is not None, "the escaping cell did not run"
+    assert report["tcp"] is False and graded.connections == [], (report, graded.connections)
+    assert report["hostname"] == "lfd13-sandbox"
+    # its own pid namespace: none of the grader's processes is visible
+    assert len(report["processes"]) <= 6, report["processes"]
+    assert not [p for p in report["processes"] if "nbgrader" in p or "pytest" in p or "course.py" in p]
+    # nothing survives the kernel
+    survivors = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"survivor-{TOKEN}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                survivors.append(pid)
+        except OSError:
+            pass
+    assert survivors == [], "a process started by student code outlived its kernel"
+    # what it wrote was private to its sandbox and is gone
+    for d in report["written"] + ["/tmp", "/var/tmp", "/dev/shm"]:
+        assert not Path(d, f"lfd13-left-{TOKEN}").exists(), d
+    assert not Path(f"/dev/shm/lfd13-shm-{TOKEN}").exists()
+    keys = Path("/proc/sysvipc/shm").read_text().split() if Path("/proc/sysvipc/shm").exists() else []
+    assert str(0x1fd13) not in keys
+    # and the honest students graded after it in the same run kept their marks
+    assert graded.totals[("solution-lora", "lora")][0] == 10
+    assert graded.totals[("hostile-escape", "lora")][0] == 10
+
+
+def test_student_metadata_cannot_abort_the_run_or_change_points(graded):
+    score, max_score = graded.totals[("hostile-metadata", "masking")]
+    assert (score, max_score) == (10, 10), scores(graded, "hostile-metadata", "masking")
+    missing = [key for key in graded.notebooks if graded.cells[key] is None and key[0] != "hostile-corrupt"]
+    assert missing == [], f"not graded: {missing}"
+
+
+def test_a_kernel_ignoring_interrupts_is_killed_at_the_first_timeout(graded):
+    nb = graded.output("hostile-sigint", "contrastive")
+    assert "ignored the interrupt" in nb.cells[0].source, nb.cells[0].source
+    cells = scores(graded, "hostile-sigint", "contrastive")
+    assert graded.totals[("hostile-sigint", "contrastive")][0] == 0, cells
+    # only the first test cell ran into the limit: no later cell was executed
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(code) if c.metadata.get("nbgrader", {}).get("grade_id") == "clip_loss_value")
+    assert all(c.get("execution_count") is None for c in code[first + 1:])
+
+
+def test_malformed_oversized_and_misshapen_records_are_rejected(graded):
+    cells = scores(graded, "hostile-records", "masking")
+    assert lost(cells, list(cells)) == 10, cells
+    messages = failure_messages(graded, "hostile-records", "masking")
+    assert sum("record is invalid" in m for m in messages) >= 4, messages
+    assert any("should have shape" in m for m in messages), messages
+    assert graded.totals[("solution-masking", "masking")][0] == 10
+
+
+def test_outputs_are_sanitised_and_kernel_stderr_stays_out_of_the_log(graded):
+    from conftest import TOKEN
+
+    path = graded.course / "autograded" / "hostile-output" / "lora" / "lora.ipynb"
+    assert path.stat().st_size < 3 << 20, path.stat().st_size
+    nb = graded.output("hostile-output", "lora")
+    mimes = {m for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) for m in o.get("data", {})}
+    assert mimes <= {"text/plain", "image/png", "image/jpeg"}, mimes
+    text = json.dumps(nb)
+    assert "\\u001b]" not in text and "\\u001b[2J" not in text
+    logs = "".join(p.read_text(errors="replace") for p in (graded.course / ".course").glob("*.log")) + graded.grade_log
+    assert f"FORGED-{TOKEN}" not in logs and f"stderr-{TOKEN}" not in logs and "\x1b" not in logs
+    assert graded.totals[("hostile-output", "lora")][0] == 10
+
+
+def test_symlinked_submissions_are_not_collected(graded):
+    rows = [line.split(None, 2) for line in graded.collect_log.splitlines()]
+    assert ["hostile-symlink", "masking", "skipped: a symbolic link"] in rows, graded.collect_log
+    assert ["hostile-linkdir", "-", "skipped: a symbolic link"] in rows, graded.collect_log
+    assert not (graded.course / "submitted" / "hostile-symlink").exists()
+    assert not (graded.course / "submitted" / "hostile-linkdir").exists()
+
+
+def test_every_honest_student_keeps_full_marks(graded):
+    honest = [k for k in graded.notebooks if k[0].startswith(("solution-", "correct-"))]
+    assert len(honest) >= 7
+    assert {k: graded.totals[k] for k in honest if graded.totals[k] != (10, 10)} == {}
 
 
 def test_nothing_submitted_is_lost_or_changed(graded):
-    originals = sorted(graded.submissions.glob("*/*/*.ipynb"))
-    assert len(originals) == len(graded.plan)
+    originals = sorted(p for p in graded.submissions.glob("*/*/*.ipynb") if not p.is_symlink()
+                       and not p.parents[1].is_symlink())
+    assert len(originals) == len(graded.notebooks)
     for path in originals:
         student, assignment = path.parts[-3], path.parts[-2]
         kept = graded.course / "submitted" / student / assignment / path.name
@@ -153,6 +272,7 @@ def test_nothing_submitted_is_lost_or_changed(graded):
 @pytest.fixture(scope="module")
 def feedback_and_csv(graded):
     graded.run("feedback", "masking", "--student", "wrong-masking-0")
+    graded.run("feedback", "lora", "--student", "hostile-output")
     csv_path = graded.course / "grades.csv"
     graded.run("export", "--csv", str(csv_path))
     return graded.course / "feedback", csv_path
@@ -165,15 +285,31 @@ def test_feedback_shows_verdicts_but_not_hidden_tests(graded, feedback_and_csv):
     assert "lfd13_probe" not in html and "BEGIN HIDDEN TESTS" not in html
 
 
-def test_export_writes_one_row_per_submission(graded, feedback_and_csv):
+def test_feedback_holds_no_script_or_event_handler(graded, feedback_and_csv):
+    from conftest import TOKEN
+
+    feedback, _ = feedback_and_csv
+    html = (feedback / "hostile-output" / "lora" / "lora.html").read_text()
+    lower = html.lower()
+    assert "<script" not in lower, "a script element"  # (student code shows escaped, as text)
+    assert not re.search(r"<[^>]*\son[a-z]+\s*=", lower), "an event-handler attribute"
+    assert not re.search(r"(href|src|action)\s*=\s*[\"']?\s*javascript:", lower), "a javascript: URL"
+    assert f"flood-{TOKEN}" in html and len(html) < 5 << 20  # the output is there, capped
+
+
+def test_export_lists_every_collected_submission_with_its_status(graded, feedback_and_csv):
     import csv
 
     _, csv_path = feedback_and_csv
     rows = list(csv.DictReader(csv_path.open()))
-    assert len(rows) == len(graded.plan)
     by = {(r["student"], r["assignment"]): r for r in rows}
+    assert sorted(by) == sorted(graded.notebooks)
     assert float(by[("solution-lora", "lora")]["score"]) == 10
     assert float(by[("blank-lora", "lora")]["score"]) == 0
+    corrupt = by[("hostile-corrupt", "contrastive")]
+    assert corrupt["status"].startswith("failed") and float(corrupt["score"]) == 0, corrupt
+    others = {k: r["status"] for k, r in by.items() if k[0] != "hostile-corrupt" and r["status"] != "graded"}
+    assert others == {}
 
 
 # ---------------------------------------------------------------- nbgrader validate
