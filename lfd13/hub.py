@@ -13,7 +13,8 @@ What it returns plugs into the chapters' functions:
   :func:`lfd13.clip.encode_images` and :func:`lfd13.clip.encode_texts`;
 - Chapters 5b and 6 — :func:`load_causal_lm` (a small causal LLM), :func:`attention_projections`,
   :func:`lora_causal_lm` (peft's LoRA, ``task_type="CAUSAL_LM"``, on the attention projections)
-  and :func:`sft_batch` (the loss on the response only, as in InstructGPT's SFT).
+  and :func:`sft_batch` (the loss on the response only, as in InstructGPT's SFT); :func:`sft_trainer`,
+  the same SFT with TRL's ``SFTTrainer`` (``completion_only_loss=True``), as practitioners run it.
 
 ``tests/test_hub.py`` runs every function offline on tiny random models written in the hub's
 own cache layout, loaded by hub name exactly as a real checkpoint is.
@@ -185,3 +186,44 @@ def sft_batch(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], 
     for i, k in enumerate(n_prompt):
         labels[i, :k] = IGNORE_INDEX
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def sft_trainer(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    output_dir: str,
+    max_steps: int = 500,
+    lr: float = 2e-4,
+    batch_size: int = 8,
+    max_length: int = 512,
+    peft_config: Any = None,
+    **config: Any,
+) -> Any:
+    """TRL's ``SFTTrainer`` on prompt–completion pairs, the loss on the completions only.
+
+    What practitioners use for SFT at scale, beside the chapter's own loop: the same data
+    (instruction, response) and the same loss (``completion_only_loss=True``: the prompt's
+    tokens are labelled -100). Needs ``pip install trl``.
+
+    Args:
+        model: a causal LM (e.g. from :func:`load_causal_lm`), or a ``PeftModel``.
+        peft_config: e.g. ``peft.LoraConfig(task_type="CAUSAL_LM", ...)`` to let TRL wrap the model.
+        config: further ``trl.SFTConfig`` fields (``bf16=True``, ``logging_steps=...``).
+
+    Returns:
+        The trainer; call ``.train()``.
+    """
+    if len(prompts) != len(completions) or not prompts:
+        raise ValueError(f"need as many prompts as completions (and at least one), got {len(prompts)} and {len(completions)}")
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    data = Dataset.from_dict({"prompt": list(prompts), "completion": list(completions)})
+    args = SFTConfig(
+        output_dir=output_dir, max_steps=max_steps, learning_rate=lr, per_device_train_batch_size=batch_size,
+        max_length=max_length, completion_only_loss=True, report_to="none", **config,
+    )
+    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft_config)

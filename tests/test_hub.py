@@ -1,5 +1,7 @@
 """lfd13.hub, which the chapters' "Scaling up" sections call, on tiny random models by hub name.
 
+Needs ``trl`` (for :func:`lfd13.hub.sft_trainer`), which requirements.txt lists.
+
 Each tiny model (a BERT masked LM, a ViT-MAE, an open_clip CLIP, a LLaMA-style causal LM) is
 written with ``save_pretrained`` (open_clip: its ``open_clip_config.json`` and
 ``open_clip_model.safetensors``) into the Hugging Face cache layout —
@@ -139,6 +141,16 @@ loss = peft_lm(**batch).loss; loss.backward(); opt.step()
 out["llm"] = {{"full_loss": float(full), "lora_loss": float(loss), "targets": targets, "trainable": trainable,
               "task_type": str(peft_lm.peft_config["default"].task_type), "labels": batch["labels"].tolist(),
               "ids": batch["input_ids"].tolist()}}
+
+# Chapter 5b at scale: TRL's SFTTrainer on the same pairs, the loss on the completions only
+import tempfile
+tok2, lm2 = hub.load_causal_lm({NAMES["llm"]!r}, device=device)
+trainer = hub.sft_trainer(lm2, tok2, ["reverse:abc>", "upper:ab>"] * 4, ["cba", "ab"] * 4, output_dir=tempfile.mkdtemp(),
+                          max_steps=2, batch_size=4, max_length=64, use_cpu=True, bf16=False, save_strategy="no", logging_steps=1)
+collated = trainer.data_collator([trainer.train_dataset[0]])
+result = trainer.train()
+out["trl"] = {{"labels": collated["labels"].tolist(), "ids": collated["input_ids"].tolist(), "loss": result.training_loss,
+              "steps": result.global_step}}
 print(json.dumps(out))
 """
 
@@ -164,6 +176,9 @@ def test_scaling_up_snippets_run_on_tiny_models_by_hub_name(hub_cache, tmp_path)
     assert llm["full_loss"] > 0 and llm["lora_loss"] > 0
     # the loss is on the response and [EOS] only: "reverse:abc>" (12 characters) is ignored, "cba" + EOS scored
     assert llm["labels"][0][:12] == [-100] * 12 and llm["labels"][0][12:16] == llm["ids"][0][12:16]
+    trl = out["trl"]  # the same masking in TRL's collator: "reverse:abc>" ignored, "cba" (+ EOS) scored
+    assert trl["labels"][0][:12] == [-100] * 12 and trl["labels"][0][12:15] == trl["ids"][0][12:15]
+    assert trl["steps"] == 2 and trl["loss"] > 0
 
 
 def test_sft_batch_masks_the_prompt_and_the_padding():
