@@ -21,7 +21,7 @@ then be imported from the bare environment, not from the clone.
 Usage::
 
     python benchmarks/launch.py                      # every chapter; records "launch" in benchmarks/results.json
-    python benchmarks/launch.py book/02_bert.ipynb   # some chapters
+    python benchmarks/launch.py book/02_bert.ipynb   # some chapters (merged into the record; --no-record: not at all)
 
 ``tests/test_launch.py`` runs one chapter this way as part of ``make test``;
 ``make launch-all`` runs them all.
@@ -236,16 +236,18 @@ def check(result: LaunchResult, env_root: Path) -> list[str]:
 
 
 def save_results(records: dict[str, dict]) -> None:
-    """Read-modify-write the ``"launch"`` key of benchmarks/results.json only."""
+    """Read-modify-write the ``"launch"`` key of benchmarks/results.json only (merged per chapter, so a partial run adds to it)."""
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    notebooks = {**data.get("launch", {}).get("notebooks", {}), **records}
     data["launch"] = {
-        "notebooks": records,
-        "all_ok": all(r["ok"] for r in records.values()),
+        "notebooks": notebooks,
+        "all_ok": all(r["ok"] for r in notebooks.values()),
+        "complete": sorted(notebooks) == sorted(p.stem for p in setup_cell.chapters()),
         "how": "each chapter alone in an empty folder, kernel in a venv without lfd13; its setup cell installs the wheel",
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "total_seconds": round(sum(r["seconds"] or 0.0 for r in records.values()), 1),
+        "total_seconds": round(sum(r["seconds"] or 0.0 for r in notebooks.values()), 1),
     }
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -270,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if not problems else "FAILED: " + "; ".join(problems)[:400]
             print(f"{path.stem:26} {result.seconds or 0:9.1f} {result.setup_seconds or 0:9.1f}  {status}", flush=True)
             shutil.rmtree(workdir, ignore_errors=True)
-    if not args.no_record and not args.notebooks:
-        save_results(records)
+            if not args.no_record:  # after every chapter: a long run that is stopped keeps what it measured
+                save_results({path.stem: records[path.stem]})
+    if not args.no_record:
         print(f"wrote the \"launch\" key of {RESULTS.relative_to(ROOT)}")
     return 0 if all(r["ok"] for r in records.values()) else 1
 
