@@ -13,17 +13,17 @@ export LFD13_PROGRESS ?= 0
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup chromium grader-env book book-fast test notebooks bench release grade feedback export clean help
+.PHONY: setup chromium grader-env book unit test notebooks bench release grade feedback export clean help
 
 SUBMISSIONS ?= submissions
 GRADES ?= grades.csv
 
 help:
-	@echo "make book        build the HTML book into _build/html (executes notebooks, cached)"
+	@echo "make book        build the HTML book into _build/html from the notebooks' committed outputs"
 	@echo "make test        run the whole test suite (unit, notebooks via nbval, book build, grading)"
+	@echo "make unit        the lfd13 unit tests only (no notebooks, book, browser or grading): under a minute"
 	@echo "make notebooks   re-execute every book notebook in place (for committing outputs)"
 	@echo "make bench       measure notebook time/memory/headline figures -> benchmarks/results.json"
-	@echo "make book-fast   build the book from the committed outputs, without executing"
 	@echo "make release     instructors: generate the student notebooks (assignments/release, book/_static)"
 	@echo "make grade       instructors: collect SUBMISSIONS=dir (<student>/<assignment>/<assignment>.ipynb), autograde in the sandbox"
 	@echo "make grader-env  instructors: bubblewrap (installed when missing and root) and the grader's kernel environment"
@@ -62,16 +62,17 @@ grader-env: $(STAMP)
 	  fi; }
 	$(PY) assignments/grading/kernel_env.py build
 
+# The book shows the outputs committed in the notebooks (nbval in `make test` proves they are
+# those of a clean run); `make notebooks` re-executes the chapters after one changes.
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
 	@echo "Book built: open _build/html/index.html"
 
-# For editing prose: reuse the outputs stored in the notebooks instead of running them.
-book-fast: $(STAMP)
-	@mkdir -p _build
-	@sed -e 's/execute_notebooks: cache/execute_notebooks: "off"/' -e 's|: book/_ext|: $(CURDIR)/book/_ext|' _config.yml > _build/_config_noexec.yml
-	$(VENV)/bin/jupyter-book build . --builder html --config _build/_config_noexec.yml -W -n --keep-going
-	@echo "Book built (no execution): open _build/html/index.html"
+# The fast inner loop: the lfd13 unit tests, without notebooks, book build, browser or grading.
+unit: $(STAMP)
+	$(PY) -m pytest -p no:nbval -o addopts="" -q -m "not slow and not browser" tests --ignore=tests/assignments \
+	  --ignore=tests/test_book.py --ignore=tests/test_browser.py --ignore=tests/test_launch.py \
+	  --ignore=tests/test_binder.py --ignore=tests/test_packaging.py --ignore=tests/test_setup_cell.py
 
 test: $(STAMP) chromium grader-env
 	$(PY) -m pytest

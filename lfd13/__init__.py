@@ -17,8 +17,8 @@ subpackage), never from its own layer or above, so there is no import cycle
 0. :mod:`~lfd13.style`, :mod:`~lfd13.sampling`, :mod:`~lfd13.shipped` — leaves: plot style,
    few-label sampling, the checkpoint format;
 1. :mod:`~lfd13.runtime` — device, seeds, threads;
-2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.plotting` —
-   data sets, the training loop and recipes, loading hub models, figures;
+2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting` —
+   data sets, the training loop and recipes, loading pretrained and hub models, figures;
 3. :mod:`~lfd13.evaluation` — probes and few-label experiments;
 4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.mlm`,
    :mod:`~lfd13.finetune`, :mod:`~lfd13.sft` — one model family each;
@@ -26,7 +26,7 @@ subpackage), never from its own layer or above, so there is no import cycle
 6. :mod:`~lfd13.pretrain` — the commands that recreate the shipped checkpoints.
 """
 
-from lfd13.runtime import get_device, make_generator, seed_everything, setup
+from lfd13.runtime import get_device, make_generator, seed_everything, seeded, setup
 
-__all__ = ["get_device", "make_generator", "seed_everything", "setup", "__version__"]
+__all__ = ["get_device", "make_generator", "seed_everything", "seeded", "setup", "__version__"]
 __version__ = "0.1.0"

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
 from lfd13 import shipped
+from lfd13.runtime import seeded
 from lfd13.train import History, Recipe, train
 
 #: Size of open_clip's BPE vocabulary (ids 0..49407; 49406 = start, 49407 = end of text).
@@ -231,8 +232,7 @@ def build_clip(
         heads=config.text_heads,
         layers=config.text_layers,
     )
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's generator is left alone
-        torch.manual_seed(seed)
+    with seeded(seed):  # seeded initialisation; the caller's generator is left alone
         model = CLIP(config.embed_dim, vision_cfg, text_cfg, init_logit_scale=math.log(1.0 / config.init_temperature))
         if config.image_tower == "cnn":
             model.visual = ConvImageEncoder(channels=config.cnn_channels, output_dim=config.embed_dim, pool=config.cnn_pool)

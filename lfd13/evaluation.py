@@ -1,17 +1,20 @@
-"""Evaluating representations: accuracy, linear probes and few-label evaluation.
+"""Evaluating representations: accuracy, linear probes, few-label evaluation, train-then-test.
 
 A *linear probe* freezes an encoder, extracts its features and fits only a
 linear classifier (multinomial logistic regression) on top. It is the standard
 yardstick of self-supervised learning (e.g. He et al. 2022, Radford et al.
 2021): a good representation makes the classes linearly separable. Evaluating
 with 1, 5, 10 … labels per class, over several seeds, measures what the
-lecture calls *data efficiency*.
+lecture calls *data efficiency*. :func:`train_and_test` is the other yardstick every
+chapter uses: train a whole model (from scratch, or from pre-trained weights) on the
+few labelled examples, then measure its test accuracy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +22,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lfd13.sampling import subset_indices
 from lfd13.runtime import get_device
+from lfd13.sampling import subset_indices
+from lfd13.train import History, Recipe, StepFn, classification_step, train
 
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -168,3 +172,51 @@ def few_label_evaluation(
             accs.append(fit_and_score(train_features[idx], train_labels[idx], test_features, test_labels))
         results.append(FewLabelResult(n, tuple(accs)))
     return results
+
+
+@torch.no_grad()
+def accuracy_on(
+    model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], *, batch_size: int = 512,
+    device: torch.device | str | None = None,
+) -> float:
+    """Accuracy of a classifier on ``(x [N, ...], y [N])``, in eval mode and in batches."""
+    x, y = data
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).eval()
+    logits = torch.cat([model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    return accuracy(logits, y)
+
+
+@dataclass(frozen=True)
+class TrainTestResult:
+    """What :func:`train_and_test` returns."""
+
+    accuracy: float  # test accuracy after training
+    history: History  # the training run
+
+
+def train_and_test(
+    model: torch.nn.Module,
+    train_data: Sequence[torch.Tensor],
+    test_data: Any,
+    recipe: Recipe,
+    *,
+    seed: int,
+    step: StepFn = classification_step,
+    score: Callable[..., float] = accuracy_on,
+    device: torch.device | str | None = None,
+) -> TrainTestResult:
+    """Train ``model`` on a (few-label) training set with ``recipe``, then score it on the test set.
+
+    Args:
+        model: the classifier, freshly built or initialised from pre-trained weights.
+        train_data: the labelled training tensors, e.g. ``(x [N, ...], y [N])`` or a tokenised text set.
+        test_data: what ``score`` reads, e.g. ``(x_test, y_test)``.
+        recipe: the optimisation recipe (give each arm of a comparison its own, chosen on validation data).
+        seed: seeds the batch order and dropout.
+        step: the training step (default: cross-entropy on ``(x, y)``).
+        score: ``score(model, test_data, device=...) -> accuracy`` (default :func:`accuracy_on`).
+        device: where to train and test (default :func:`lfd13.get_device`).
+    """
+    history = train(model, tuple(train_data), step, recipe, seed=seed, device=device)
+    return TrainTestResult(score(model, test_data, device=device), history)

@@ -28,10 +28,14 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
-from lfd13.runtime import get_device
+from lfd13.runtime import get_device, seeded
 from lfd13.train import History, Recipe, train, trim_padding
 
 # --------------------------------------------------------------------------- data
@@ -106,8 +110,7 @@ def sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pretrained
     config.problem_type = "single_label_classification"
     config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
     config.label2id = {v: k for k, v in config.id2label.items()}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = AutoModelForSequenceClassification.from_config(config)
     if pretrained:
         missing, unexpected = model.base_model.load_state_dict(encoder.state_dict(), strict=False)

@@ -33,6 +33,7 @@ from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from lfd13 import shipped
+from lfd13.runtime import seeded
 
 
 @dataclass(frozen=True)
@@ -346,8 +347,7 @@ def all_patches_step(
 def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overrides: Any) -> MaskedAutoencoder:
     """A freshly initialised MAE; the same ``seed`` gives the same weights."""
     cfg = mae_config(config, **overrides) if isinstance(config, str) else replace(config, **overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return MaskedAutoencoder(cfg)
 
 

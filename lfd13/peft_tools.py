@@ -43,7 +43,12 @@ import torch
 from peft import LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model
 from torch import nn
 
-from lfd13.finetune import FULL_FINETUNE, EncodedTexts, classification_step, predict_logits
+from lfd13.finetune import (
+    FULL_FINETUNE,
+    EncodedTexts,
+    classification_step,
+    predict_logits,
+)
 
 #: Training presets (Chapter 5's :data:`lfd13.finetune.FULL_FINETUNE` with another learning rate).
 #: The new parameters start from zero (LoRA's B) or random (soft prompts, head) and are few,

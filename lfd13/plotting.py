@@ -9,7 +9,6 @@ optional ``ax`` so that chapters can compose panels, and return the axes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from lfd13.runtime import get_device, make_generator
+from lfd13.runtime import get_device, make_generator, seeded
 from lfd13.train import History, Recipe, train
 
 FAMILIES = ("rotation", "masked", "contrastive", "clustering")
@@ -111,8 +111,7 @@ class ConvEncoder(nn.Module):
 
 def build_encoder(config: PretextConfig, *, seed: int) -> ConvEncoder:
     """A randomly initialised :class:`ConvEncoder` (the same seed gives the same weights)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return ConvEncoder(config)
 
 
@@ -308,8 +307,7 @@ def deepcluster(
     start = time.perf_counter()
     for r in range(cfg.rounds):
         pseudo = cluster_pseudo_labels(_encode_all(task.encoder, x, device), cfg.clusters, seed=seed + r)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + r)
+        with seeded(seed + r):
             task.head.reset_parameters()
         offset_steps, offset_seconds = len(history), time.perf_counter() - start
         h = train(task, (x, pseudo), lambda m, b: m.step(b), replace(cfg.recipe, steps=per_round), seed=seed + r,
@@ -357,8 +355,7 @@ def train_pretext(
     cfg = pretext_config(config) if isinstance(config, str) else config
     dev = torch.device(device) if device is not None else get_device()
     encoder = build_encoder(cfg, seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1000)
+    with seeded(seed + 1000):
         task = _TASKS[family](encoder)
     if family == "clustering":
         history = deepcluster(task, x, seed=seed, device=dev, progress=progress)  # type: ignore[arg-type]

@@ -7,9 +7,11 @@ random numbers takes a ``seed`` or a :class:`torch.Generator` made by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -50,6 +52,21 @@ def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gener
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with the global generators seeded by ``seed``, then restore them.
+
+    For what draws from PyTorch's global generator and takes no ``generator`` argument
+    (layer initialisation, dropout): ``with seeded(seed): model = Net()`` gives the same
+    weights for the same seed and leaves the caller's random state as it was.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def seed_everything(seed: int) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from lfd13.runtime import get_device
+from lfd13.runtime import get_device, seeded
 from lfd13.train import History, Recipe, train, trim_padding
 
 IGNORE_INDEX = -100  # labels with this value are ignored by the loss
@@ -186,8 +186,7 @@ def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), 
         eos_token_id=tokenizer.eos_id,
         pad_token_id=tokenizer.pad_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return GPT2LMHeadModel(gpt_config).eval()
 
 

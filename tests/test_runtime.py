@@ -45,3 +45,18 @@ def test_setup_seeds_and_sets_threads(monkeypatch):
     assert isinstance(device, torch.device)
     with pytest.raises(ValueError, match="threads must be >= 1"):
         lfd13.setup(threads=0)
+
+
+def test_seeded_fixes_the_draw_and_restores_the_generator():
+    from lfd13.runtime import seeded
+
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    with seeded(3):
+        a = torch.rand(4)
+    with seeded(3):
+        b = torch.rand(4)
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(TypeError, match="int"):
+        with seeded(1.5):
+            pass

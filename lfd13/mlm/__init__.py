@@ -19,12 +19,29 @@ Everything is importable from ``lfd13.mlm`` directly.
 """
 
 from lfd13.mlm.checkpoints import RECREATE, load_checkpoint, save_checkpoint
-from lfd13.mlm.evaluate import accuracy_by_position, fill_mask, masked_token_accuracy, predict_masked, unigram_baseline
+from lfd13.mlm.evaluate import (
+    accuracy_by_position,
+    fill_mask,
+    masked_token_accuracy,
+    predict_masked,
+    unigram_baseline,
+)
 from lfd13.mlm.masking import MaskedBatches, evaluation_batch, mask_batch, mlm_collator
 from lfd13.mlm.model import PRESETS, MLMConfig, build_model, causal_step, mlm_step
 from lfd13.mlm.nsp import SentencePair, encode_pair, nsp_pairs
-from lfd13.mlm.pretraining import PretrainConfig, PretrainResult, prepare_corpus, pretrain
-from lfd13.mlm.tokenizer import SPECIAL_TOKENS, make_blocks, tokenizer_from_vocab, train_wordpiece, vocab_list
+from lfd13.mlm.pretraining import (
+    PretrainConfig,
+    PretrainResult,
+    prepare_corpus,
+    pretrain,
+)
+from lfd13.mlm.tokenizer import (
+    SPECIAL_TOKENS,
+    make_blocks,
+    tokenizer_from_vocab,
+    train_wordpiece,
+    vocab_list,
+)
 
 __all__ = [
     "PRESETS", "RECREATE", "SPECIAL_TOKENS", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",

@@ -30,6 +30,8 @@ from transformers import (
     RoFormerForMaskedLM,
 )
 
+from lfd13.runtime import seeded
+
 #: The architectures a checkpoint may name.
 ARCHITECTURES = {c.__name__: c for c in (RoFormerForMaskedLM, RoFormerForCausalLM, BertForMaskedLM, BertLMHeadModel)}
 
@@ -85,8 +87,7 @@ def build_model(config: MLMConfig | str = "bert-nano", *, causal: bool = False, 
         is_decoder=causal,
         tie_word_embeddings=True,
     )
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's generator is left alone
-        torch.manual_seed(seed)
+    with seeded(seed):  # seeded initialisation; the caller's generator is left alone
         if config.positions == "rotary":
             hf = RoFormerConfig(embedding_size=config.hidden, **common)
             return (RoFormerForCausalLM if causal else RoFormerForMaskedLM)(hf)
