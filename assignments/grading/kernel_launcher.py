@@ -215,6 +215,7 @@ def main() -> None:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     if os.environ.get("LFD13_UNSAFE_NO_SANDBOX") == "1":  # course.py grade --unsafe-no-sandbox only
         inside = os.path.join(box, "sandbox")
+        shutil.copytree(os.path.join(box, "tasks"), os.path.join(inside, "tasks"), dirs_exist_ok=True)
         os.environ["LFD13_LIMITS"] = json.dumps(DEFAULT_LIMITS)
         exe = os.path.join(manifest["root"], "bin", "python")
         if not os.path.exists(exe):

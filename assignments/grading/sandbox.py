@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import re
 import secrets
@@ -282,7 +283,7 @@ class SandboxedExecute(Execute):
 
     def _cell_timeout(self, cell) -> int:
         left = self._deadline - time.monotonic()
-        return max(1, int(min(self.timeout or left, left)))
+        return max(1, math.ceil(min(self.timeout or left, left)))
 
     async def _async_handle_timeout(self, timeout, cell=None):
         from queue import Empty  # noqa: PLC0415

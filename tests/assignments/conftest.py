@@ -36,7 +36,7 @@ DECOY_DIRS = ["/srv", "/opt", "/mnt", "/var/tmp", "/var/lib", "/usr/local/share"
 
 
 def run_course(course: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LFD13_CHUNK": "64"}
+    env = {"LFD13_CHUNK": "64", **os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, str(course / "course.py"), "--course", str(course), *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if not check:

@@ -91,14 +91,14 @@ def test_a_record_that_is_a_symlink_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- grade refuses or isolates
-def released_course(dest: Path) -> Path:
-    """A course with the masking assignment released and its solution collected."""
+def released_course(dest: Path, append: dict | None = None) -> Path:
+    """A course with the masking assignment released and its solution (plus ``append``) collected."""
     sys.path.insert(0, str(Path(__file__).parent))
     import conftest as c
 
     course = c.copy_course(dest / "course")
     c.run_course(course, "release", "masking", "--book-dir", "")
-    nb = c.submission(course, "masking")
+    nb = c.submission(course, "masking", append=append)
     path = dest / "inbox" / "ada" / "masking" / "masking.ipynb"
     path.parent.mkdir(parents=True)
     nbformat.write(nb, path)
@@ -115,6 +115,33 @@ def test_grade_refuses_where_it_cannot_isolate(tmp_path):
     assert proc.returncode != 0
     assert "refuses to run student code" in proc.stderr and "bubblewrap" in proc.stderr, proc.stderr
     assert not (course / "autograded").exists()
+
+
+@pytest.mark.slow
+def test_the_opt_out_is_loud_and_still_has_no_reference_libraries(tmp_path):
+    course = released_course(tmp_path, {"answer_random_masking": "import transformers"})
+    proc = subprocess.run([sys.executable, str(course / "course.py"), "--course", str(course), "grade",
+                           "--unsafe-no-sandbox"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WITHOUT ISOLATION" in proc.stderr
+    nb = nbformat.read(course / "autograded" / "ada" / "masking" / "masking.ipynb", as_version=4)
+    text = json.dumps(nb)
+    assert text.count("Hidden tests passed") == 6 and "No module named 'transformers'" in text
+
+
+@pytest.mark.slow
+def test_a_notebook_has_a_wall_clock_limit(tmp_path):
+    course = released_course(tmp_path, {"answer_mask_tokens": "import time\ntime.sleep(12)",
+                                        "answer_random_masking": "time.sleep(30)"})
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(course / "course.py"), "--course", str(course), "grade",
+                           "--timeout", "60", "--notebook-timeout", "20"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.monotonic() - start < 90
+    nb = nbformat.read(course / "autograded" / "ada" / "masking" / "masking.ipynb", as_version=4)
+    assert "longer than its limit of 20 s" in nb.cells[0].source, nb.cells[0]
+    text = json.dumps(nb)
+    assert text.count("Hidden tests passed") == 3  # the mask_tokens cells ran in time; the rest did not
 
 
 @pytest.mark.slow
