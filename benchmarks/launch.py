@@ -203,7 +203,7 @@ def launch(notebook: Path, workdir: Path, *, wheel: Path) -> LaunchResult:
     try:
         client.execute(env=env)  # nbclient starts the kernel in resources["metadata"]["path"]
     except Exception as err:  # reported in the result, not hidden
-        error = f"{type(err).__name__}: {str(err).strip()[-3000:]}"
+        error = f"{type(err).__name__}: {str(err).strip()[-3000:] or repr(err)}"
     seconds = time.perf_counter() - start
     nbformat.write(nb, copy)  # the executed copy, for inspection
 
@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             problems = check(result, workdir / "env")
             records[path.stem] = {**asdict(result), "ok": not problems, "problems": problems}
             status = "ok" if not problems else "FAILED: " + "; ".join(problems)[:400]
+            if problems:  # keep the executed copy for a look: _build/launch/<chapter>.ipynb
+                kept = ROOT / "_build" / "launch" / path.name
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(workdir / "reader" / path.name, kept)
+                status += f" (executed copy: {kept.relative_to(ROOT)})"
             print(f"{path.stem:26} {result.seconds or 0:9.1f} {result.setup_seconds or 0:9.1f}  {status}", flush=True)
             shutil.rmtree(workdir, ignore_errors=True)
             if not args.no_record:  # after every chapter: a long run that is stopped keeps what it measured
