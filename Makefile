@@ -29,6 +29,9 @@ help:
 	@echo "make grader-env  instructors: bubblewrap (installed when missing and root) and the grader's kernel environment"
 	@echo "make feedback    instructors: HTML feedback for every graded submission"
 	@echo "make export      instructors: grades to GRADES=grades.csv"
+	@echo "make wheel       the lfd13 wheel (package, data, checkpoints) in dist/"
+	@echo "make launch-all  run every chapter alone in a Python without lfd13, as Colab or a download would"
+	@echo "make gpu-smoke   one training step of every chapter's model on a CUDA GPU, when there is one"
 
 setup: $(STAMP)
 
@@ -40,26 +43,25 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-# The browser tests drive Debian's Chromium (no browser download): installed here when missing.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages the tests need, installed when missing and root: $(call apt_need,COMMAND,PACKAGE,WHAT FOR)
+define apt_need
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Debian's chromium for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "Installing Debian's $(2) for $(3)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "Chromium is missing: install it (e.g. sudo apt-get install chromium) to run the browser tests" >&2; \
+	    echo "$(2) is missing: install it (e.g. sudo apt-get install $(2)) for $(3)" >&2; \
 	  fi; }
+endef
+
+# The browser tests drive Debian's Chromium (no browser download).
+chromium:
+	$(call apt_need,chromium,chromium,the browser tests)
 
 # Grading runs student code in bubblewrap, in a kernel environment that links only torch, numpy,
-# matplotlib and ipykernel from the venv (see book/instructor_guide.md). Installed here when missing.
+# matplotlib and ipykernel from the venv (see book/instructor_guide.md); grading refuses without it.
 grader-env: $(STAMP)
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Debian's bubblewrap for the grading sandbox"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
-	  else \
-	    echo "bubblewrap is missing: install it (e.g. sudo apt-get install bubblewrap); grading refuses without it" >&2; \
-	  fi; }
+	$(call apt_need,bwrap,bubblewrap,the grading sandbox)
 	$(PY) assignments/grading/kernel_env.py build
 
 # The book shows the outputs committed in the notebooks (nbval in `make test` proves they are

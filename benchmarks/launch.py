@@ -45,19 +45,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
+sys.path.insert(0, str(ROOT))
 import setup_cell  # noqa: E402  (book/_ext/setup_cell.py: the cell and its install-source variable)
+from benchmarks.notebooks import ENV as NOTEBOOK_ENV  # noqa: E402
 
 KERNEL_NAME = "lfd13-bare"
 CELL_TIMEOUT_S = int(os.environ.get("LFD13_CELL_TIMEOUT", "600"))
-#: What the book build, nbval and benchmarks/notebooks.py give every kernel.
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "LFD13_PROGRESS": "0",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-}
+#: What the book build, nbval and benchmarks/notebooks.py give every kernel (defined there, once).
+OFFLINE_ENV = NOTEBOOK_ENV
 
 
 def source_files(root: Path = ROOT) -> list[str]:
