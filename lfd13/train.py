@@ -237,79 +237,57 @@ def fit(
     if steps is not None and steps < 1 or epochs is not None and epochs < 1:
         raise ValueError(f"steps/epochs must be >= 1, got steps={steps}, epochs={epochs}")
     device = torch.device(device) if device is not None else get_device()
+    # the whole run inside fork_rng: dropout draws from a generator seeded by `seed`, and the
+    # caller's global generator is restored afterwards
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return _loop(model, data, step, optimizer=optimizer, steps=steps, epochs=epochs, batch_size=batch_size, seed=seed,
-                     device=device, scheduler=scheduler, max_grad_norm=max_grad_norm, evaluate=evaluate,
-                     eval_every=eval_every, callbacks=callbacks, progress=progress, desc=desc)
-
-
-def _loop(
-    model: nn.Module,
-    data: Any,
-    step: StepFn,
-    *,
-    optimizer: torch.optim.Optimizer,
-    steps: int | None,
-    epochs: int | None,
-    batch_size: int,
-    seed: int,
-    device: torch.device,
-    scheduler: Any | None,
-    max_grad_norm: float | None,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
-    eval_every: int | None,
-    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]],
-    progress: bool | None,
-    desc: str,
-) -> History:
-    generator = torch.Generator().manual_seed(seed)
-    new_epoch, per_epoch = _as_batches(data, batch_size=batch_size, generator=generator)
-    if steps is None:
-        total = per_epoch * epochs if per_epoch is not None else None
-    else:
-        total = steps
-    model.to(device).train()
-    history = History()
-    start = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False, dynamic_ncols=True)
-    done, epoch = 0, 0
-    try:
-        while (steps is None or done < steps) and (epochs is None or epoch < epochs):
-            produced = False
-            for batch in new_epoch():
-                produced = True
-                loss, extra = _unpack(step(model, to_device(batch, device)))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {done + 1}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                done += 1
-                values = {"loss": float(loss.detach()), **extra}
-                history.record(done, time.perf_counter() - start, values)
-                for cb in callbacks:
-                    cb(done, values)
-                if evaluate is not None and eval_every and done % eval_every == 0:
-                    _run_eval(model, evaluate, done, history)
-                bar.update(1)
-                if done % 10 == 0:
-                    bar.set_postfix(loss=f"{history.last('loss', 10):.4f}")
-                if steps is not None and done >= steps:
-                    break
-            if not produced:
-                raise ValueError("data produced no batch; is it empty?")
-            epoch += 1
-    finally:
-        bar.close()
-    if evaluate is not None and (not eval_every or done % eval_every != 0):
-        _run_eval(model, evaluate, done, history)
-    model.eval()
-    return history
+        generator = torch.Generator().manual_seed(seed)
+        new_epoch, per_epoch = _as_batches(data, batch_size=batch_size, generator=generator)
+        if steps is None:
+            total = per_epoch * epochs if per_epoch is not None else None
+        else:
+            total = steps
+        model.to(device).train()
+        history = History()
+        start = time.perf_counter()
+        bar = tqdm(total=total, desc=desc, disable=not progress_enabled(progress), leave=False, dynamic_ncols=True)
+        done, epoch = 0, 0
+        try:
+            while (steps is None or done < steps) and (epochs is None or epoch < epochs):
+                produced = False
+                for batch in new_epoch():
+                    produced = True
+                    loss, extra = _unpack(step(model, to_device(batch, device)))
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {done + 1}; lower the learning rate")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    done += 1
+                    values = {"loss": float(loss.detach()), **extra}
+                    history.record(done, time.perf_counter() - start, values)
+                    for cb in callbacks:
+                        cb(done, values)
+                    if evaluate is not None and eval_every and done % eval_every == 0:
+                        _run_eval(model, evaluate, done, history)
+                    bar.update(1)
+                    if done % 10 == 0:
+                        bar.set_postfix(loss=f"{history.last('loss', 10):.4f}")
+                    if steps is not None and done >= steps:
+                        break
+                if not produced:
+                    raise ValueError("data produced no batch; is it empty?")
+                epoch += 1
+        finally:
+            bar.close()
+        if evaluate is not None and (not eval_every or done % eval_every != 0):
+            _run_eval(model, evaluate, done, history)
+        model.eval()
+        return history
 
 
 def _run_eval(model: nn.Module, evaluate: Callable[[nn.Module], Mapping[str, float]], done: int, history: History) -> None:

@@ -8,7 +8,7 @@ the checkpoints that Chapter 2 loads (:func:`lfd13.mlm.load_checkpoint`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,7 +51,6 @@ class PretrainResult:
     model: PreTrainedModel
     history: History
     config: PretrainConfig
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pretrain(
