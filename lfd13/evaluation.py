@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -220,3 +221,68 @@ def train_and_test(
     """
     history = train(model, tuple(train_data), step, recipe, seed=seed, device=device)
     return TrainTestResult(score(model, test_data, device=device), history)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Score ``a`` minus score ``b``, with a 95 % interval; what a page's verdict is computed from.
+
+    Attributes:
+        difference: mean of a − b (fractions, e.g. accuracies).
+        low: lower end of the 95 % interval of the difference.
+        high: upper end.
+        n: paired runs behind it (1 for a single run of each, judged on the test-set size).
+    """
+
+    difference: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def verdict(self) -> str:
+        """``"above"``, ``"below"`` or ``"level with"``: whether the interval excludes zero."""
+        if self.low > 0:
+            return "above"
+        if self.high < 0:
+            return "below"
+        return "level with"
+
+    def __str__(self) -> str:
+        runs = f"{self.n} paired runs" if self.n > 1 else "one run each"
+        return (
+            f"{100 * self.difference:+.1f} points (95 % CI {100 * self.low:+.1f} to "
+            f"{100 * self.high:+.1f}, {runs})"
+        )
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, test_size: int | None = None) -> Comparison:
+    """Compare two methods' scores, run for run: the mean difference and its 95 % interval.
+
+    With ``n >= 2`` paired runs (the same seeds, label draws and test set for both) the interval
+    is Student's t on the per-run differences. With one run of each, pass ``test_size``, the
+    number of test examples, for the normal interval of a difference of two proportions
+    (it counts only the test set's sampling noise, not the training run's).
+
+    Args:
+        a: scores of the first method, one per run.
+        b: scores of the second, in the same run order.
+        test_size: test examples behind each score; required when there is one run each.
+
+    Returns:
+        A :class:`Comparison`; ``.verdict`` says "above", "below" or "level with".
+    """
+    da, db = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if da.ndim != 1 or da.shape != db.shape or len(da) == 0:
+        raise ValueError(f"a and b must be non-empty 1-D sequences of equal length (paired runs), got {da.shape} and {db.shape}")
+    diff = da - db
+    n = len(diff)
+    if n == 1:
+        if test_size is None or test_size < 1:
+            raise ValueError("with one run of each, pass test_size (the number of test examples) to judge the difference")
+        pa, pb = float(da[0]), float(db[0])
+        half = 1.96 * float(np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / test_size))
+    else:
+        half = float(stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n))
+    mean = float(diff.mean())
+    return Comparison(mean, mean - half, mean + half, n)

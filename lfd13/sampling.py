@@ -38,3 +38,33 @@ def subset_indices(labels: torch.Tensor, n_per_class: int | None, *, seed: int) 
             )
         chosen.append(members[torch.randperm(len(members), generator=g)[:n_per_class]])
     return torch.sort(torch.cat(chosen)).values
+
+
+def split_indices(
+    labels: torch.Tensor, n_per_class: int, n_val_per_class: int, *, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A few-label training subset and a disjoint validation subset, drawn together.
+
+    The training part is exactly ``subset_indices(labels, n_per_class, seed=seed)``; the
+    validation part is the next ``n_val_per_class`` examples of every class in the same random
+    order, so it never overlaps the training part. Hyperparameters (steps, learning rate,
+    regularisation) are chosen on it, and the test set is used once.
+
+    Returns:
+        ``(train [n_per_class · C], validation [n_val_per_class · C])`` long indices, each sorted.
+    """
+    if n_per_class < 1 or n_val_per_class < 1:
+        raise ValueError(f"n_per_class and n_val_per_class must be >= 1, got {n_per_class} and {n_val_per_class}")
+    g = torch.Generator().manual_seed(seed)  # the same draw as subset_indices
+    train, val = [], []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if n_per_class + n_val_per_class > len(members):
+            raise ValueError(
+                f"class {c} has {len(members)} examples, fewer than n_per_class + n_val_per_class = "
+                f"{n_per_class} + {n_val_per_class}; ask for fewer"
+            )
+        order = members[torch.randperm(len(members), generator=g)]
+        train.append(order[:n_per_class])
+        val.append(order[n_per_class : n_per_class + n_val_per_class])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values

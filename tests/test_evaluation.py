@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -68,3 +69,30 @@ def test_custom_classifier_is_used():
 
     few_label_evaluation(d.x_train.flatten(1), d.y_train, d.x_test.flatten(1), d.y_test, n_per_class=(2,), seeds=(0,), fit_and_score=score)
     assert calls == [20]
+
+
+def test_compare_paired_interval_and_verdict():
+    from scipy import stats
+
+    from lfd13.evaluation import compare
+
+    a, b = [0.90, 0.92, 0.91, 0.95], [0.85, 0.86, 0.88, 0.86]
+    c = compare(a, b)
+    d = np.subtract(a, b)
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert c.n == 4 and c.difference == pytest.approx(d.mean())
+    assert (c.low, c.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert c.verdict == "above" and compare(b, a).verdict == "below"
+    assert compare([0.9, 0.8], [0.8, 0.9]).verdict == "level with"
+    assert str(c).startswith("+5.8 points (95 % CI")
+
+
+def test_compare_single_run_needs_test_size():
+    from lfd13.evaluation import compare
+
+    with pytest.raises(ValueError, match="test_size"):
+        compare([0.9], [0.8])
+    assert compare([0.9], [0.8], test_size=2000).verdict == "above"
+    assert compare([0.9], [0.86], test_size=100).verdict == "level with"
+    with pytest.raises(ValueError, match="equal length"):
+        compare([0.9, 0.8], [0.8])

@@ -73,3 +73,16 @@ def test_subset_cutting_is_deterministic(tmp_path):
     assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
     with pytest.raises(ValueError, match="usable posts"):
         _cut(rows, spec, 6, exclude=set())
+
+
+def test_train_validation_is_the_train_subset_plus_a_disjoint_validation_set():
+    from lfd13.sampling import split_indices
+
+    data = load_newsgroups()
+    (texts, labels), (val_texts, val_labels) = data.train_validation(8, 20, seed=3)
+    assert (texts, labels.tolist()) == (lambda t: (t[0], t[1].tolist()))(data.train_subset(8, seed=3))
+    assert torch.bincount(val_labels).tolist() == [20] * data.num_classes
+    train_idx, val_idx = split_indices(data.train_labels, 8, 20, seed=3)
+    assert not set(train_idx.tolist()) & set(val_idx.tolist())
+    with pytest.raises(ValueError, match="fewer"):
+        split_indices(data.train_labels, 300, 200, seed=0)

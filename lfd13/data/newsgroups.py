@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lfd13.sampling import subset_indices
+from lfd13.sampling import split_indices, subset_indices
 
 FILES = Path(__file__).parent / "files"
 #: The four groups, in label order (label i is ``CLASSES[i]``).
@@ -80,6 +80,22 @@ class TextSplit:
         """
         idx = subset_indices(self.train_labels, n_per_class, seed=seed)
         return [self.train_texts[i] for i in idx.tolist()], self.train_labels[idx]
+
+    def train_validation(
+        self, n_per_class: int, n_val_per_class: int, *, seed: int
+    ) -> tuple[tuple[list[str], torch.Tensor], tuple[list[str], torch.Tensor]]:
+        """A few-label training set and a disjoint validation set, both from the train pool.
+
+        The training part equals ``train_subset(n_per_class, seed=seed)``; the validation part
+        (``n_val_per_class`` posts per class, never in the training part) is where steps,
+        learning rates and other choices are made, so the test set is used once.
+
+        Returns:
+            ``((train_texts, train_labels), (val_texts, val_labels))``.
+        """
+        train_idx, val_idx = split_indices(self.train_labels, n_per_class, n_val_per_class, seed=seed)
+        pick = lambda idx: ([self.train_texts[i] for i in idx.tolist()], self.train_labels[idx])  # noqa: E731
+        return pick(train_idx), pick(val_idx)
 
 
 def _read_tsv(path: Path, classes: tuple[str, ...]) -> tuple[list[str], torch.Tensor]:
