@@ -1,0 +1,115 @@
+"""The chapters' prose is true to their runs: numbers and verdicts computed, no development language.
+
+The rules and their exemptions are in ``tests/prose_rules.py``. The number and verdict rules
+cover the chapters in ``NUMBERS_CHECKED``; the development-language rule covers every chapter
+and the book's other reader pages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.prose_rules import check_notebook, development_findings
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9]*.ipynb"))
+NUMBERS_CHECKED = ["02_bert", "05_finetuning", "05a_layers", "05b_sft", "06_peft"]
+READER_PAGES = ["intro.md", "assignments.md"]
+
+
+def _read(stem: str) -> dict:
+    return json.loads((BOOK / f"{stem}.ipynb").read_text())
+
+
+@pytest.mark.parametrize("stem", NUMBERS_CHECKED)
+def test_numbers_and_verdicts_are_computed(stem):
+    findings = [f for f in check_notebook(_read(stem)) if not f.rule.startswith("development")]
+    assert not findings, "\n".join(map(str, findings)) + (
+        "\nGlue the value ({glue:text}`name`) from the code cell that computes it, or, for a constant a "
+        "paper states, cite it in the same paragraph and list it in the notebook metadata lfd13.cited_numbers."
+    )
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_no_development_language_in_chapters(stem):
+    findings = check_notebook(_read(stem), numbers=False)
+    assert not findings, "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize("page", READER_PAGES)
+def test_no_development_language_in_pages(page):
+    findings = development_findings(0, (BOOK / page).read_text(), "page")
+    assert not findings, "\n".join(map(str, findings))
+
+
+def test_cited_numbers_are_lists_of_strings():
+    for stem in CHAPTERS:
+        cited = _read(stem).get("metadata", {}).get("lfd13", {}).get("cited_numbers", [])
+        assert isinstance(cited, list) and all(isinstance(n, str) for n in cited), stem
+
+
+def _nb(*cells, cited=()):
+    return {"metadata": {"lfd13": {"cited_numbers": list(cited)}}, "cells": list(cells)}
+
+
+def _md(text):
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _code(source, output="", tags=()):
+    outs = [{"output_type": "stream", "name": "stdout", "text": output}] if output else []
+    return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": outs}
+
+
+def test_checker_flags_typed_numbers_and_passes_glued_ones():
+    typed = check_notebook(_nb(_md("The probe reaches 0.92 after 60 steps, 3× faster and 12 % better.")))
+    assert sorted(f.text for f in typed) == sorted(["0.92", "60", "3×", "12 %"])
+    glued = check_notebook(_nb(_md("The probe reaches {glue:text}`acc:.3f` after {glue:text}`steps` steps.")))
+    assert glued == []
+
+
+def test_checker_exemptions():
+    text = (
+        "## 2. Masking\n\nSee Chapter 5, slides 8 and 9 and Exercise 2. GPT-2, MiniLM-L6 and JFT-300M "
+        "are names; $W_0 + BA$ with $r = 8$ is math, `max_length=64` is code, {doc}`05b_sft` a role, "
+        "[link](https://x.org/a1), 20 Newsgroups.\n\n1. first item\n2. second\n\n"
+        "```python\nmodel = build(layers=12)\n```\n"
+    )
+    assert check_notebook(_nb(_md(text))) == []
+
+
+def test_directive_bodies_are_prose():
+    found = check_notebook(_nb(_md("```{dropdown} Answer\nIt took 12 steps.\n```")))
+    assert [f.text for f in found] == ["12"]
+
+
+def test_cited_constants_need_their_citation_in_the_paragraph():
+    cited = check_notebook(_nb(_md("BERT masks 80/10/10 {footcite}`devlin2018bert` (2019)."), cited=["80", "10"]))
+    assert cited == []
+    uncited = check_notebook(_nb(_md("BERT masks 80/10/10."), cited=["80", "10"]))
+    assert [f.text for f in uncited] == ["80"]  # "10" after a slash is not read as a separate number
+    not_listed = check_notebook(_nb(_md("BERT-base has 12 layers {footcite}`devlin2018bert`.")))
+    assert [f.text for f in not_listed] == ["12"]
+
+
+def test_checker_flags_typed_verdicts_but_not_cited_claims():
+    typed = check_notebook(_nb(_md("Fine-tuning is clearly better than the probe.")))
+    assert sorted(f.text for f in typed) == ["better than", "clearly"]
+    assert check_notebook(_nb(_md("LoRA matches full fine-tuning {footcite}`hu2021lora`."))) == []
+    assert check_notebook(_nb(_md("Fine-tuning is {glue:text}`ft_verdict` the probe."))) == []
+
+
+def test_checker_flags_development_language_where_readers_see_it():
+    nb = _nb(
+        _md("This meets the goal of 0.95; the issue's reference run. The Goal of CLIP is a heading."),
+        _code("# NBVAL_IGNORE_OUTPUT\nx = 1", output="goal met\n"),
+        _code("# goal", tags=["remove-cell"]),
+    )
+    found = check_notebook(nb, numbers=False)
+    assert sorted((f.cell, f.text.lower()) for f in found) == [
+        (0, "goal"), (0, "reference run"), (0, "the issue"), (1, "goal"), (1, "nbval"),
+    ]
