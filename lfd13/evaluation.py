@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -79,25 +80,51 @@ def _as_numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
+#: The grid of inverse regularisation strengths ``linear_probe(c="cv")`` chooses from.
+PROBE_CS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+
+
+def choose_probe_c(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 2000) -> float:
+    """The ``C`` of ``PROBE_CS`` with the best stratified cross-validated accuracy on these examples.
+
+    Folds: as many as the rarest class allows, at most 5. Returns 1.0 when some class has a
+    single example (no fold could hold it out).
+    """
+    folds = min(5, int(np.bincount(labels.astype(int)).min()) if len(labels) else 0)
+    if folds < 2:
+        return 1.0
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter)),
+        {"logisticregression__C": list(PROBE_CS)}, cv=cv, scoring="accuracy",
+    )
+    search.fit(features, labels)
+    return float(search.best_params_["logisticregression__C"])
+
+
 def linear_probe(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
     test_features: torch.Tensor,
     test_labels: torch.Tensor,
     *,
-    c: float = 1.0,
+    c: float | str = 1.0,
     max_iter: int = 2000,
 ) -> float:
     """Fit a logistic-regression probe on frozen features and return its test accuracy.
 
-    Features are standardised with the training set's statistics first.
+    Features are standardised with the training set's statistics first. With ``c="cv"`` the
+    regularisation is chosen for these features by stratified cross-validation on the labelled
+    examples alone (``PROBE_CS``, up to 5 folds), so that 64-, 128- and 4,096-dimensional
+    features each get their own; the test set plays no part in the choice. With a single labelled
+    example of some class there is nothing to validate on, and ``C = 1`` is used.
 
     Args:
         train_features: [N, D] features of the labelled examples.
         train_labels: [N] their labels.
         test_features: [M, D] features of the test examples.
         test_labels: [M] their labels.
-        c: inverse L2 regularisation strength of the logistic regression.
+        c: inverse L2 regularisation strength of the logistic regression, or ``"cv"``.
         max_iter: solver iterations.
     """
     xtr, ytr = _as_numpy(train_features), _as_numpy(train_labels)
@@ -110,6 +137,10 @@ def linear_probe(
         raise ValueError("each feature matrix needs one label per row")
     if len(np.unique(ytr)) < 2:
         raise ValueError("the probe needs labelled examples of at least two classes")
+    if isinstance(c, str):
+        if c != "cv":
+            raise ValueError(f'c must be a positive number or "cv", got {c!r}')
+        c = choose_probe_c(xtr, ytr, max_iter=max_iter)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
     probe.fit(xtr, ytr)
     return float((probe.predict(xte) == yte).mean())
@@ -192,8 +223,9 @@ def accuracy_on(
 class TrainTestResult:
     """What :func:`train_and_test` returns."""
 
-    accuracy: float  # test accuracy after training
-    history: History  # the training run
+    accuracy: float  # test accuracy of the weights that were tested
+    history: History  # the training run (with validation: ``history.evals["validation"]``, (step, score) pairs)
+    best_step: int | None = None  # with validation: the step whose weights were tested (early stopping)
 
 
 def train_and_test(
@@ -206,8 +238,15 @@ def train_and_test(
     step: StepFn = classification_step,
     score: Callable[..., float] = accuracy_on,
     device: torch.device | str | None = None,
+    validation: Any = None,
+    eval_every: int | None = None,
 ) -> TrainTestResult:
     """Train ``model`` on a (few-label) training set with ``recipe``, then score it on the test set.
+
+    With ``validation`` data this is *early stopping*: every ``eval_every`` steps (and at the
+    end) the model is scored on the validation set, a copy of the best weights so far is kept
+    (the earliest, on ties), and those weights, not the last ones, are restored and tested.
+    The test set is read once, so the step is chosen without it.
 
     Args:
         model: the classifier, freshly built or initialised from pre-trained weights.
@@ -218,9 +257,34 @@ def train_and_test(
         step: the training step (default: cross-entropy on ``(x, y)``).
         score: ``score(model, test_data, device=...) -> accuracy`` (default :func:`accuracy_on`).
         device: where to train and test (default :func:`lfd13.get_device`).
+        validation: what ``score`` reads, disjoint from the training and test sets (e.g.
+            from :meth:`lfd13.data.newsgroups.TextSplit.train_validation`); None: test the last weights.
+        eval_every: validation period in steps (required with ``validation``).
+
+    Returns:
+        A :class:`TrainTestResult`; with validation, ``best_step`` and the model hold the chosen weights.
     """
-    history = train(model, tuple(train_data), step, recipe, seed=seed, device=device)
-    return TrainTestResult(score(model, test_data, device=device), history)
+    if validation is None:
+        history = train(model, tuple(train_data), step, recipe, seed=seed, device=device)
+        return TrainTestResult(score(model, test_data, device=device), history)
+    if not eval_every or eval_every < 1:
+        raise ValueError(f"early stopping needs eval_every >= 1 (validation period in steps), got {eval_every}")
+    best: dict[str, Any] = {"score": -float("inf"), "call": -1, "state": None}
+    calls = [0]
+
+    def evaluate(m: torch.nn.Module) -> dict[str, float]:
+        value = score(m, validation, device=device)
+        if value > best["score"]:  # strict: the earliest of equal scores wins
+            state = {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()}
+            best.update(score=value, call=calls[0], state=state)
+        calls[0] += 1
+        return {"validation": value}
+
+    history = train(model, tuple(train_data), step, recipe, seed=seed, device=device, evaluate=evaluate,
+                    eval_every=eval_every)
+    model.load_state_dict(best["state"])
+    best_step = history.evals["validation"][best["call"]][0]
+    return TrainTestResult(score(model, test_data, device=device), history, best_step)
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,31 @@ def test_compare_single_run_needs_test_size():
     assert compare([0.9], [0.86], test_size=100).verdict == "level with"
     with pytest.raises(ValueError, match="equal length"):
         compare([0.9, 0.8], [0.8])
+
+
+def test_probe_cv_chooses_c_on_the_labelled_examples_only():
+    from lfd13.evaluation import PROBE_CS, choose_probe_c
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    x_test = torch.randn(40, 5, generator=g)
+    y_test = (x_test[:, 0] > 0).long()
+    chosen = choose_probe_c(x.numpy(), y.numpy())
+    assert chosen in PROBE_CS
+    assert linear_probe(x, y, x_test, y_test, c="cv") == linear_probe(x, y, x_test, y_test, c=chosen)
+    # The choice does not look at the test set: other test labels, same C.
+    assert choose_probe_c(x.numpy(), y.numpy()) == chosen
+    assert choose_probe_c(x[:2].numpy(), np.array([0, 1])) == 1.0  # one example per class: nothing to validate on
+    with pytest.raises(ValueError, match='"cv"'):
+        linear_probe(x, y, x_test, y_test, c="auto")
+
+
+def test_probe_cv_prefers_strong_regularisation_for_noise_features():
+    from lfd13.evaluation import choose_probe_c
+
+    g = torch.Generator().manual_seed(1)
+    signal = torch.randn(80, 1, generator=g)
+    y = (signal[:, 0] > 0).long()
+    noisy = torch.cat([signal + 0.5 * torch.randn(80, 1, generator=g), torch.randn(80, 200, generator=g)], dim=1)
+    assert choose_probe_c(noisy.numpy(), y.numpy()) < 1.0
