@@ -8,7 +8,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 from lfd13 import finetune as ft
 from lfd13.evaluation import accuracy
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, mean_pool, packaged_path
-from lfd13.train import classification_step
+from lfd13.train import Recipe, classification_step
 
 TEXTS = ["the rocket reached orbit", "my car needs new brakes", "the doctor prescribed a drug", "render the image in opengl"] * 3
 LABELS = [3, 1, 2, 0] * 3
@@ -124,6 +124,10 @@ def test_mean_pooled_features(encoder, tokenizer):
 
 def test_tfidf_baseline_separates_topics():
     assert ft.tfidf_baseline(TEXTS, torch.tensor(LABELS), TEXTS[:4], torch.tensor(LABELS[:4])) == 1.0
+    assert ft.tfidf_baseline(TEXTS, torch.tensor(LABELS), TEXTS[:4], torch.tensor(LABELS[:4]), c=1.0) == 1.0
+    first_words = ["rocket " + "x " * 60, "brakes " + "x " * 60]
+    assert ft.tfidf_baseline(first_words, torch.tensor([0, 1]), ["x " * 60 + "rocket"], torch.tensor([0]), max_words=None,
+                             c=100.0) == 1.0  # the whole text is read only with max_words=None
 
 
 def test_load_classifier_uses_the_packaged_minilm():
@@ -151,3 +155,33 @@ def test_small_cnn_and_freezing_blocks():
     assert all(p.requires_grad for p in cnn.head.parameters())
     with pytest.raises(ValueError, match="between 0 and 3"):
         ft.freeze_top_layers(cnn, 5)
+
+
+def test_train_and_test_early_stopping_restores_the_best_validation_weights(encoder, tokenizer):
+    from lfd13.evaluation import train_and_test
+
+    train_set, val_set, test_set = (ft.encode_texts(tokenizer, TEXTS, LABELS) for _ in range(3))
+    scripted = iter([0.5, 0.9, 0.9, 0.7])  # validation scores at steps 1, 2, 3 and the end (4)
+    seen = {}  # validation call -> head weights at that moment
+
+    def score(model, data, *, device=None):
+        if data is test_set:
+            return 0.0
+        i = len(seen)
+        seen[i] = model.classifier.weight.detach().clone()
+        return next(scripted)
+
+    model = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    recipe = Recipe(steps=4, lr=1e-2, batch_size=4)
+    run = train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.classification_step, score=score,
+                         device="cpu", validation=val_set, eval_every=1)
+    assert [s for s, _ in run.history.evals["validation"]] == [1, 2, 3, 4]
+    assert run.best_step == 2  # the earliest of the two best scores
+    torch.testing.assert_close(model.classifier.weight, seen[1])
+    assert not torch.equal(model.classifier.weight, seen[3])
+    plain = train_and_test(ft.sequence_classifier(encoder, num_labels=4, seed=0), train_set, test_set, recipe, seed=0,
+                           step=ft.classification_step, score=ft.evaluate_accuracy, device="cpu")
+    assert plain.best_step is None and plain.history.evals == {}
+    with pytest.raises(ValueError, match="eval_every"):
+        train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.classification_step, score=score,
+                       device="cpu", validation=val_set)
