@@ -9,18 +9,29 @@ import torch
 from peft import LoraConfig, PeftModel
 from transformers import BertConfig, BertForSequenceClassification
 
-from lfd13.finetune import EncodedTexts, predict_logits
+from lfd13.finetune import TINY, EncodedTexts, predict_logits
 from lfd13.peft_tools import (
+    FULL_SHORT,
+    LORA_ALPHA,
+    LORA_FINETUNE,
+    LR_SEARCH,
+    PEFT_BUDGET,
+    PROMPT_FINETUNE,
     MethodResult,
     PoolerAfterPrompt,
     apply_peft,
+    best_learning_rate,
     energy_in_top_k,
+    fit_and_score,
+    freeze_all_but_head,
     lora_config,
     lora_delta_weights,
     merge_check,
     optimizer_state_bytes,
     prompt_tuning_config,
+    trainable_parameters,
     training_memory,
+    validation_sweep,
     weight_updates,
 )
 
@@ -72,7 +83,7 @@ def test_lora_starts_at_the_pretrained_model() -> None:
     for name, module in model.named_modules():
         if hasattr(module, "lora_B"):
             assert torch.all(module.lora_B["default"].weight == 0), name  # B = 0: BA = 0
-            assert module.scaling["default"] == pytest.approx(8 / 4)  # alpha / r with alpha = 2r
+            assert module.scaling["default"] == pytest.approx(16 / 4)  # alpha / r with alpha fixed at 16
     pooled = model.base_model.model.bert(input_ids=data.input_ids, attention_mask=data.attention_mask).pooler_output
     torch.testing.assert_close(pooled, reference)
 
@@ -82,15 +93,31 @@ def test_lora_config_alpha_and_targets() -> None:
     assert cfg.r == 2 and cfg.lora_alpha == 5.0 and set(cfg.target_modules) == {"query"}
     with pytest.raises(ValueError, match="rank"):
         lora_config(0)
+    with pytest.raises(ValueError, match="alpha"):
+        lora_config(2, alpha=0.0)
+
+
+@pytest.mark.parametrize("r", [1, 4, 16])
+def test_lora_alpha_stays_fixed_so_the_scale_falls_with_rank(r: int) -> None:
+    model = apply_peft(tiny_classifier(), lora_config(r))
+    layer = model.base_model.model.bert.encoder.layer[0].attention.self.query
+    assert layer.scaling["default"] == pytest.approx(LORA_ALPHA / r)
+    rs = apply_peft(tiny_classifier(), lora_config(r, use_rslora=True))
+    layer = rs.base_model.model.bert.encoder.layer[0].attention.self.query
+    assert layer.scaling["default"] == pytest.approx(LORA_ALPHA / r**0.5)  # rsLoRA
 
 
 def test_lora_init_is_deterministic_for_a_seed() -> None:
-    def a_weights() -> torch.Tensor:
-        torch.manual_seed(1)
-        model = apply_peft(tiny_classifier(), lora_config(2))
+    def a_weights(seed: int) -> torch.Tensor:
+        model = apply_peft(tiny_classifier(), lora_config(2), seed=seed)
         return torch.cat([d.flatten() for d in (m.lora_A["default"].weight for m in model.modules() if hasattr(m, "lora_A"))])
 
-    torch.testing.assert_close(a_weights(), a_weights())
+    state = torch.random.get_rng_state()
+    torch.testing.assert_close(a_weights(1), a_weights(1))
+    assert not torch.allclose(a_weights(1), a_weights(2))
+    torch.manual_seed(0)
+    torch.testing.assert_close(a_weights(1), a_weights(1))
+    torch.random.set_rng_state(state)
 
 
 def _pooled_logits_by_hand(peft_model: PeftModel, data: EncodedTexts, position: int) -> torch.Tensor:
@@ -223,6 +250,41 @@ def test_weight_updates_and_energy() -> None:
         energy_in_top_k(torch.ones(3), 1)
     with pytest.raises(ValueError, match="no 2-D parameter"):
         weight_updates(before, after, suffix="nothing")
+
+
+def test_freeze_all_but_head_trains_what_prompt_tuning_trains_besides_the_prompt() -> None:
+    n = 3
+    head = freeze_all_but_head(tiny_classifier())
+    names = {name for name, p in head.named_parameters() if p.requires_grad}
+    assert names == {"classifier.weight", "classifier.bias"}
+    prompt = apply_peft(tiny_classifier(), prompt_tuning_config(n))
+    assert prompt.get_nb_trainable_parameters()[0] == n * D + trainable_parameters(head)
+    with pytest.raises(TypeError, match="head"):
+        freeze_all_but_head(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_best_learning_rate_takes_the_top_score_and_the_smaller_rate_on_ties() -> None:
+    assert best_learning_rate({1e-3: 0.8, 1e-2: 0.9, 1e-1: 0.7}) == 1e-2
+    assert best_learning_rate({3e-4: 0.905, 1e-4: 0.905}) == 1e-4
+    with pytest.raises(ValueError, match="empty"):
+        best_learning_rate({})
+
+
+def test_presets_use_the_validated_rates_within_one_budget() -> None:
+    for recipe, key in [(FULL_SHORT, "full fine-tuning"), (LORA_FINETUNE, "LoRA r=8, alpha=16"), (PROMPT_FINETUNE, "prompt tuning")]:
+        assert recipe.lr == best_learning_rate(LR_SEARCH[key])
+        assert (recipe.steps, recipe.batch_size, recipe.warmup) == (PEFT_BUDGET.steps, PEFT_BUDGET.batch_size, PEFT_BUDGET.warmup)
+
+
+def test_fit_and_score_and_validation_sweep_train_and_measure() -> None:
+    data = tiny_data(12)
+    model = apply_peft(tiny_classifier(), lora_config(2))
+    row = fit_and_score("LoRA r=2", model, data, data, TINY, total=1000, seed=0, device="cpu")
+    assert row.method == "LoRA r=2" and 0.0 <= row.accuracy <= 1.0 and row.seconds > 0
+    assert row.trainable == model.get_nb_trainable_parameters()[0]
+    assert any(m.lora_B["default"].weight.abs().sum() > 0 for m in model.modules() if hasattr(m, "lora_B"))
+    scores = validation_sweep(lambda: freeze_all_but_head(tiny_classifier()), data, data, TINY, [1e-3, 1e-1], device="cpu")
+    assert set(scores) == {1e-3, 1e-1} and all(0.0 <= a <= 1.0 for a in scores.values())
 
 
 def test_method_result_percent() -> None:
