@@ -9,16 +9,16 @@ space, and unrelated pairs far apart. The model here *is* open_clip's
 learns in seconds on a CPU:
 
 - **Text tower**: a one-layer open_clip ``TextTransformer`` reading open_clip's
-  own BPE tokens. The real model embeds all 49,408 token ids; our captions use a
-  dozen, so :class:`CompactTokenEmbedding` keeps one row per id actually used
+  own BPE tokens. The real model embeds all 49,408 token ids; our captions use
+  fewer than twenty, so :class:`CompactTokenEmbedding` keeps one row per id actually used
   (a lookup from open_clip id to row) and leaves the token ids, the causal mask
   and the end-of-text pooling of open_clip untouched.
 - **Image tower**: :class:`ConvImageEncoder`, three strided convolutions and a
   linear projection, set as ``model.visual``. open_clip's own
-  ``VisionTransformer`` is available (``image_tower="vit"``) but, at this size and
-  budget, does not learn shape in time (measured in the book's Chapter 4); the
-  CNN does, because its locality and weight sharing are the right prior for
-  small images and few steps.
+  ``VisionTransformer`` is available (``image_tower="vit"``). Trained with the CNN's
+  recipe and step count, which were not tuned for it, it did not learn shape; a
+  convolution's locality and weight sharing are a helpful prior for small images
+  and few steps, which a ViT has to learn from data.
 
 The contrastive loss, zero-shot classification and retrieval are *not*
 implemented here: the book uses ``open_clip.loss.ClipLoss`` and shows the other
@@ -93,8 +93,8 @@ class ConvImageEncoder(nn.Module):
     """Image tower: strided 3x3 convolutions, global max (or mean) pooling, a linear projection.
 
     Max pooling asks "is this pattern anywhere in the image?", which suits one shape
-    at a random position; in the book it also generalised better to held-out
-    colour-shape pairs than mean pooling.
+    at a random position. It was chosen over mean pooling for the book's world by its
+    accuracy on the held-out colour-shape pairs (the test combinations; Chapter 4 says so).
 
     ``forward(images [B, 3, H, W]) -> features [B, D]`` (not normalised; open_clip's
     ``encode_image`` normalises them).
