@@ -161,6 +161,52 @@ def test_nsp_pairs_and_encoding(tok, texts):
     assert enc["next_sentence_label"].item() == (0 if pairs[0].is_next else 1)
     with pytest.raises(ValueError, match="two documents"):
         mlm.nsp_pairs([["a.", "b."]], n=3)
+    many = mlm.nsp_pairs(docs[:2], n=300, seed=1)  # two short documents: pairs repeat
+    kept = mlm.distinct_balanced(many)
+    assert len(set(kept)) == len(kept) < len(many) and 2 * sum(p.is_next for p in kept) == len(kept)
+    assert set(kept) <= set(many)
+
+
+def test_word_probabilities_agree_with_fill_mask(tok):
+    m = mlm.build_model("bert-pico")
+    text = "the snow [MASK] fast"
+    (top,) = mlm.fill_mask(m, tok, text, k=2)
+    probs = mlm.word_probabilities(m, tok, text, [t for t, _ in top])
+    assert probs == pytest.approx([p for _, p in top], abs=1e-3)
+    c = mlm.build_model("bert-pico", causal=True)
+    # a causal model reads only the left context: the right-hand words do not matter
+    assert mlm.word_probabilities(c, tok, "the [MASK] fell", ["the"]) == pytest.approx(
+        mlm.word_probabilities(c, tok, "the [MASK] was cold and white", ["the"]))
+    with pytest.raises(ValueError, match="single tokens"):
+        mlm.word_probabilities(m, tok, text, ["zzzqqqxxx"])
+    with pytest.raises(ValueError, match="exactly one"):
+        mlm.word_probabilities(m, tok, "the [MASK] [MASK]", ["the"])
+
+
+def test_nsp_features_and_similarity(tok, texts):
+    docs = [split_sentences(t) for t in texts]
+    pairs = mlm.nsp_pairs(docs, n=12, seed=0)
+    assert mlm.nsp_labels(pairs).tolist() == [0 if p.is_next else 1 for p in pairs]
+    encoder = mlm.build_model("bert-pico").roformer
+    cls = mlm.pair_features(encoder, tok, pairs, max_len=16, batch_size=5)
+    assert cls.shape == (12, 32)
+    # batching and the length-sorted order do not change a pair's features
+    one = mlm.pair_features(encoder, tok, pairs[3:4], max_len=16)
+    assert torch.allclose(cls[3], one[0], atol=1e-5)
+    enc = tok(pairs[0].first, pairs[0].second, truncation="longest_first", max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        expected = encoder(**enc).last_hidden_state[0, 0]
+    assert torch.allclose(cls[0], expected, atol=1e-5)
+    assert mlm.pair_features(encoder, tok, pairs, pooling="mean", max_len=16).shape == (12, 32)
+    sim = mlm.sentence_similarity(encoder, tok, pairs, max_len=16)
+    swapped = [mlm.SentencePair(p.second, p.first, p.is_next) for p in pairs]
+    assert sim.shape == (12,) and torch.allclose(sim, mlm.sentence_similarity(encoder, tok, swapped, max_len=16), atol=1e-5)
+    same = mlm.sentence_similarity(encoder, tok, [mlm.SentencePair("The snow fell.", "The snow fell.", True)], max_len=16)
+    assert same.item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        mlm.pair_features(encoder, tok, pairs, pooling="max")
+    with pytest.raises(ValueError, match="empty"):
+        mlm.sentence_similarity(encoder, tok, [])
 
 
 def test_checkpoint_round_trip(tok, tmp_path):

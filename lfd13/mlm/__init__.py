@@ -10,8 +10,10 @@ holds what Chapter 2 needs to do that at course scale, on a CPU, one concept per
   80/10/10 rule lives there; lfd13 has no masking code of its own), seeded;
 - :mod:`lfd13.mlm.model` — tiny ``RoFormerForMaskedLM`` presets and their left-to-right twin,
   and the training steps;
-- :mod:`lfd13.mlm.evaluate` — masked-token accuracy, the unigram baseline, fill-in-the-blank;
-- :mod:`lfd13.mlm.nsp` — next-sentence-prediction pairs;
+- :mod:`lfd13.mlm.evaluate` — masked-token accuracy, the unigram baseline, fill-in-the-blank
+  and the probability of a chosen word;
+- :mod:`lfd13.mlm.nsp` — next-sentence-prediction pairs, and the features a frozen encoder
+  gives them (``[CLS]`` of the pair; the similarity of the two sentences);
 - :mod:`lfd13.mlm.pretraining` and :mod:`lfd13.mlm.checkpoints` — the pre-training recipe and
   the shipped checkpoints (``python -m lfd13.pretrain mlm`` recreates them).
 
@@ -25,10 +27,19 @@ from lfd13.mlm.evaluate import (
     masked_token_accuracy,
     predict_masked,
     unigram_baseline,
+    word_probabilities,
 )
 from lfd13.mlm.masking import MaskedBatches, evaluation_batch, mask_batch, mlm_collator
 from lfd13.mlm.model import PRESETS, MLMConfig, build_model, causal_step, mlm_step
-from lfd13.mlm.nsp import SentencePair, encode_pair, nsp_pairs
+from lfd13.mlm.nsp import (
+    SentencePair,
+    distinct_balanced,
+    encode_pair,
+    nsp_labels,
+    nsp_pairs,
+    pair_features,
+    sentence_similarity,
+)
 from lfd13.mlm.pretraining import (
     PretrainConfig,
     PretrainResult,
@@ -45,8 +56,8 @@ from lfd13.mlm.tokenizer import (
 
 __all__ = [
     "PRESETS", "RECREATE", "SPECIAL_TOKENS", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",
-    "accuracy_by_position", "build_model", "causal_step", "encode_pair", "evaluation_batch", "fill_mask", "load_checkpoint",
-    "make_blocks", "mask_batch", "masked_token_accuracy", "mlm_collator", "mlm_step", "nsp_pairs", "predict_masked",
-    "prepare_corpus", "pretrain", "save_checkpoint", "tokenizer_from_vocab", "train_wordpiece", "unigram_baseline",
-    "vocab_list",
+    "accuracy_by_position", "build_model", "causal_step", "distinct_balanced", "encode_pair", "evaluation_batch", "fill_mask", "load_checkpoint",
+    "make_blocks", "mask_batch", "masked_token_accuracy", "mlm_collator", "mlm_step", "nsp_labels", "nsp_pairs", "pair_features",
+    "predict_masked", "prepare_corpus", "pretrain", "save_checkpoint", "sentence_similarity", "tokenizer_from_vocab",
+    "train_wordpiece", "unigram_baseline", "vocab_list", "word_probabilities",
 ]

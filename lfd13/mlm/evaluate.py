@@ -8,6 +8,8 @@ Shapes: N blocks, L tokens, V vocabulary; ``labels`` hold -100 where nothing was
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers import BertTokenizer, PreTrainedModel
 
@@ -96,26 +98,49 @@ def accuracy_by_position(pred: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 
 @torch.no_grad()
+def _blank_distributions(model: PreTrainedModel, tokenizer: BertTokenizer, text: str) -> torch.Tensor:
+    """The model's distribution over the vocabulary at each ``[MASK]`` of ``text``: [K, V], special tokens zeroed."""
+    enc = tokenizer(text, return_tensors="pt")
+    ids = enc["input_ids"]
+    where = (ids[0] == tokenizer.mask_token_id).nonzero().flatten()
+    if len(where) == 0:
+        raise ValueError(f"text has no {tokenizer.mask_token}: {text!r}")
+    model.eval()
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device)).logits[0].cpu()  # (L, V)
+    causal = bool(getattr(model.config, "is_decoder", False))
+    probs = logits[where - 1 if causal else where].softmax(-1)  # (K, V); a causal LM predicts i from the state at i-1
+    probs[:, : len(SPECIAL_TOKENS)] = 0.0
+    return probs
+
+
 def fill_mask(model: PreTrainedModel, tokenizer: BertTokenizer, text: str, *, k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-``k`` guesses (token, probability) for each ``[MASK]`` in ``text``.
 
     A causal model reads only the words left of each ``[MASK]`` (it predicts the blank from the
     text before it), which is exactly its limitation.
     """
-    enc = tokenizer(text, return_tensors="pt")
-    ids = enc["input_ids"]
-    where = (ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
-    if not where:
-        raise ValueError(f"text has no {tokenizer.mask_token}: {text!r}")
-    model.eval()
-    device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device)).logits[0].cpu()  # (L, V)
-    causal = bool(getattr(model.config, "is_decoder", False))
     out = []
-    for i in where:
-        row = logits[i - 1] if causal else logits[i]
-        probs = row.softmax(-1)
-        probs[: len(SPECIAL_TOKENS)] = 0.0
+    for probs in _blank_distributions(model, tokenizer, text):
         top = probs.topk(k)
         out.append([(tokenizer.convert_ids_to_tokens(int(j)), round(float(p), 3)) for p, j in zip(top.values, top.indices)])
     return out
+
+
+def word_probabilities(model: PreTrainedModel, tokenizer: BertTokenizer, text: str, words: Sequence[str]) -> list[float]:
+    """The probability the model gives each of ``words`` at the single ``[MASK]`` of ``text``.
+
+    Scores a chosen answer rather than the top guesses: ``P("dog" | "the [MASK] barked …")``.
+    A causal model reads only the words left of the blank.
+
+    Args:
+        words: candidate words, each one token of the vocabulary.
+    """
+    ids = [tokenizer.convert_tokens_to_ids(w) for w in words]
+    unknown = [w for w, i in zip(words, ids) if i == tokenizer.unk_token_id]
+    if unknown:
+        raise ValueError(f"not single tokens of the vocabulary: {unknown}; pick words the tokenizer keeps whole")
+    probs = _blank_distributions(model, tokenizer, text)
+    if len(probs) != 1:
+        raise ValueError(f"text must have exactly one {tokenizer.mask_token}, got {len(probs)}: {text!r}")
+    return [float(probs[0, i]) for i in ids]
