@@ -10,6 +10,8 @@ sha256 of every file (see :mod:`lfd13.shipped`). Run::
     python -m lfd13.pretrain mae-sweep    # Chapter 3's mask-ratio sweep (0.25, 0.5, 0.75, 0.9), shorter runs
     python -m lfd13.pretrain clip         # Chapter 4's CLIP, three seeds
     python -m lfd13.pretrain mlm          # Chapter 2's masked LM and its left-to-right twin
+    python -m lfd13.pretrain charlm       # Chapter 5b's character GPT-2, pre-trained on the corpus before SFT
+    python -m lfd13.pretrain charlm-sft   # Chapter 5b's SFT comparison from it (4 arms x 3 seeds), recorded in its JSON
 
 The numbers in the book come from these files, not from this run's log; re-running
 on other hardware gives a model of the same quality but not bit-identical weights.
@@ -18,7 +20,9 @@ on other hardware gives a model of the same quality but not bit-identical weight
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -28,8 +32,8 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from lfd13 import clip, mlm, shipped
-from lfd13.data import load_digits
+from lfd13 import clip, mlm, sft, shipped
+from lfd13.data import load_corpus, load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
 from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step
 from lfd13.mae import save_checkpoint as save_mae
@@ -60,6 +64,19 @@ class CLIPPretraining:
     split_seed: int = 0  # seed of the data split
     seed: int = 0  # seeds the initialisation and the batch order
     recipe: Recipe = clip.SHAPES_RECIPE
+
+
+@dataclass(frozen=True)
+class CharLMPretraining:
+    """Chapter 5b's character-level GPT-2 (:class:`lfd13.sft.TinyGPTConfig`), next-character prediction on the course corpus."""
+
+    held_out: float = 0.1  # share of documents per source held out (lfd13.data.load_corpus)
+    split_seed: int = 0  # seed of that split
+    block: int = 32  # characters per training window (the model's n_positions)
+    stride: int = 16  # a new window every 16 characters: consecutive windows overlap by half
+    seed: int = 0  # seeds the initialisation, the batch order and dropout
+    recipe: Recipe = field(default_factory=lambda: Recipe(steps=2000, lr=3e-3, batch_size=64, weight_decay=0.1,
+                                                          warmup=100, betas=(0.9, 0.98), max_grad_norm=1.0))
 
 
 SWEEP_RATIOS = (0.25, 0.5, 0.75, 0.9)
@@ -112,6 +129,68 @@ def pretrain_clip(run: CLIPPretraining = CLIPPretraining(), *, device: Any = Non
     return model, config, result
 
 
+def pretrain_char_lm(run: CharLMPretraining = CharLMPretraining(), *, device: Any = None,
+                     progress: bool | None = None) -> tuple[Any, sft.CharTokenizer, dict[str, Any]]:
+    """Pre-train Chapter 5b's character GPT-2 on the corpus's training documents; measure it on the held-out ones.
+
+    Returns:
+        ``(model, tokenizer, result)``; ``result`` holds the held-out loss in nats and bits per character,
+        the bits per character of a unigram model of the training text, the seconds and the loss curve.
+    """
+    corpus = load_corpus(held_out=run.held_out, seed=run.split_seed)
+    tokenizer = sft.CharTokenizer()
+    train_data = sft.corpus_blocks(corpus.texts("train"), tokenizer, block=run.block, stride=run.stride)
+    test_data = sft.corpus_blocks(corpus.texts("test"), tokenizer, block=run.block)
+    counts = Counter(train_data[0][:: run.block // run.stride].flatten().tolist())  # non-overlapping windows
+    n = sum(counts.values())
+    unigram_bits = -sum(c / n * math.log2(c / n) for c in counts.values())
+    model = sft.tiny_gpt(tokenizer, sft.TinyGPTConfig(n_positions=run.block), seed=run.seed)
+    print(f"{len(train_data[0])} training windows of {run.block} characters, {len(test_data[0])} held-out windows")
+    def report(i: int, values: Any) -> None:
+        if i % 250 == 0:
+            print(f"  step {i}/{run.recipe.steps}, loss {values['loss']:.3f}", flush=True)
+
+    start = time.perf_counter()
+    history = train(model, train_data, sft.lm_step, run.recipe, seed=run.seed, device=device, progress=progress,
+                    desc="char LM", callbacks=(report,))
+    seconds = time.perf_counter() - start
+    loss = sft.held_out_loss(model, test_data, device=device)
+    result = {"final_loss": round(history.last("loss", 50), 4), "held_out_loss": round(loss, 4),
+              "held_out_bits_per_char": round(loss / math.log(2), 4), "unigram_bits_per_char": round(unigram_bits, 4),
+              "seconds": round(seconds, 1), "loss_per_50_steps": _loss_per_50_steps(history), "torch": torch.__version__}
+    return model.cpu(), tokenizer, result
+
+
+def record_sft_comparison(*, seeds: Sequence[int] = sft.SEEDS, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Run Chapter 5b's SFT arms (:data:`lfd13.sft.ARMS`) for every seed; add what they measured to the checkpoint's JSON.
+
+    The weights are written again unchanged (same bytes, same sha256); ``result["sft_comparison"]``
+    holds, per arm and seed, the test scores and the validation exact match every
+    :data:`lfd13.sft.EVAL_EVERY` steps.
+    """
+    data = sft.chapter_data()
+    runs: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    for arm in sft.ARMS:
+        for seed in seeds:
+            _, history, scores = sft.run_arm(arm, data, seed=seed, device=device, progress=False, directory=directory)
+            runs.setdefault(arm.name, {})[str(seed)] = {
+                "test": {k: round(v, 5) for k, v in scores.items()},
+                "validation_exact": [[step, round(v, 4)] for step, v in history.evals["exact"]],
+                "response_loss_per_50_steps": [round(sum(history["response_loss"][i : i + 50]) / 50, 4)
+                                               for i in range(0, len(history["response_loss"]), 50)],
+                "seconds": round(history.seconds[-1], 1),
+            }
+            print(f"  {arm.name}, seed {seed}: exact match {scores['all']:.3f}, {history.seconds[-1]:.0f} s", flush=True)
+    record = {"command": "python -m lfd13.pretrain charlm-sft", "recipe": asdict(sft.SFT_DEMO), "seeds": list(seeds),
+              "n_train": sft.N_TRAIN, "n_validation": sft.N_VALIDATION, "n_test": sft.N_TEST, "eval_every": sft.EVAL_EVERY,
+              "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "runs": runs}
+    model, tokenizer, info = sft.load_checkpoint(directory=directory)
+    sft.save_checkpoint(model, tokenizer, info.name, recipe=info.recipe, result=info.result | {"sft_comparison": record},
+                        command=info.command, directory=directory or shipped.CHECKPOINT_DIR)
+    return record
+
+
 def pretrain_mlm(steps: int, *, vocab: Path | None, out: Path, device: Any, only: str | None = None) -> None:
     """Pre-train the masked LM and its left-to-right twin; save both, evaluated as shipped (float16)."""
     config = mlm.PretrainConfig(steps=steps)
@@ -145,7 +224,7 @@ def pretrain_mlm(steps: int, *, vocab: Path | None, out: Path, device: Any, only
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["mae", "mae-sweep", "clip", "mlm"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -156,6 +235,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = f"python -m lfd13.pretrain {args.what}" + (f" --steps {args.steps}" if args.steps else "")
     if args.what == "mlm":
         pretrain_mlm(args.steps or mlm.PretrainConfig.steps, vocab=args.vocab, out=args.out, device=device, only=args.only)
+        return
+    if args.what == "charlm-sft":
+        record = record_sft_comparison(device=device, directory=args.out)
+        print(f"SFT comparison recorded in {args.out / sft.PRETRAINED}.json, {record['seconds']:.0f} s")
+        return
+    if args.what == "charlm":
+        run = CharLMPretraining()
+        run = replace(run, recipe=replace(run.recipe, steps=args.steps)) if args.steps else run
+        model, tokenizer, result = pretrain_char_lm(run, device=device)
+        info = sft.save_checkpoint(model, tokenizer, recipe=asdict(run), result=result, command=command, directory=args.out)
+        print(f"{info.name}: held-out {result['held_out_bits_per_char']} bits/char (unigram {result['unigram_bits_per_char']}), "
+              f"{result['seconds']} s, sha256 {info.sha256[:12]}")
         return
     if args.what == "clip":
         for seed in CLIP_SEEDS:

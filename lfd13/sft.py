@@ -1,16 +1,20 @@
-"""Supervised fine-tuning (SFT) of a causal language model on instruction → response pairs.
+"""Supervised fine-tuning (SFT) of a pre-trained causal language model on instruction → response pairs.
 
 SFT is the first of the three steps that turned GPT-3 into InstructGPT/ChatGPT
-(Ouyang et al. 2022): the model is trained, with the ordinary next-token loss, on
-demonstrations written for prompts — and only the *response* is scored. The prompt's
-tokens get the label ``-100``, which PyTorch's cross-entropy (and every transformers
-LM head) ignores, so the model learns to answer instructions rather than to imitate
-them. Steps two and three (a reward model, then PPO) are not reproduced here.
+(Ouyang et al. 2022): a pre-trained language model is fine-tuned, with the ordinary
+next-token loss, on demonstrations written for prompts. Common practice (Stanford
+Alpaca, TRL's ``completion_only_loss``) scores only the *response*: the prompt's tokens
+get the label ``-100``, which PyTorch's cross-entropy (and every transformers LM head)
+ignores. Shi et al. (2024) report cases where a loss on the instruction too helps;
+:class:`SFTLoss` lets a chapter weight the prompt's terms and choose the normaliser.
+Steps two and three (a reward model, then PPO) are not reproduced here.
 
-At course scale the instructions are generated: ``reverse``, ``upper``, ``length``
-and ``sort`` of a random lower-case word, written character by character, so a tiny
-``GPT2LMHeadModel`` (2 layers, width 128) with a character vocabulary learns them on a
-CPU in a minute. Exact match on *held-out* words measures what it learned.
+At course scale everything is characters: a tiny ``GPT2LMHeadModel`` (2 layers, width
+128) over :data:`CHARS` is pre-trained on the course's English corpus
+(:func:`corpus_blocks`; ``python -m lfd13.pretrain charlm`` writes the shipped checkpoint
+``gpt-nano-char``), then fine-tuned on generated instructions: ``reverse``, ``upper``,
+``length`` and ``sort`` of a random string of lower-case letters. Exact match on
+*held-out* strings measures what it learned.
 
 Sequences: ``<prompt><response><eos>`` with a prompt such as ``"reverse:abc>"`` and
 the response ``"cba"``. Shapes: B batch, L characters, V vocabulary.
@@ -18,14 +22,19 @@ the response ``"cba"``. Shapes: B batch, L characters, V vocabulary.
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from lfd13 import shipped
 from lfd13.runtime import get_device, seeded
 from lfd13.train import History, Recipe, train, trim_padding
 
@@ -40,6 +49,15 @@ TASKS: dict[str, Callable[[str], str]] = {
 }
 SEPARATOR = ":"  # between instruction and word
 PROMPT_END = ">"  # last character of every prompt
+MIN_LEN, MAX_LEN = 3, 8  # letters in the strings the instructions apply to (by default)
+#: The SFT tasks' characters: letters, digits, the separator and the prompt's end.
+TASK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:>"
+#: What English text adds: space and punctuation (see :func:`clean_text`).
+TEXT_CHARS = " .,;!?'\"-()"
+#: The book's character vocabulary, shared by pre-training and SFT.
+CHARS = TASK_CHARS + TEXT_CHARS
+#: Typographic characters of the corpus written as their plain equivalents; others outside CHARS are dropped.
+PLAIN = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-", "`": "'"}
 
 
 class CharTokenizer:
@@ -48,7 +66,7 @@ class CharTokenizer:
     pad_id = 0
     eos_id = 1
 
-    def __init__(self, chars: str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:>") -> None:
+    def __init__(self, chars: str = CHARS) -> None:
         if len(set(chars)) != len(chars):
             raise ValueError("the character list has duplicates")
         self.chars = chars
@@ -100,14 +118,16 @@ def make_examples(
     *,
     seed: int,
     tasks: Sequence[str] = tuple(TASKS),
-    min_len: int = 3,
-    max_len: int = 8,
+    min_len: int = MIN_LEN,
+    max_len: int = MAX_LEN,
     exclude: set[str] | frozenset[str] = frozenset(),
 ) -> list[Example]:
-    """``n`` random demonstrations, tasks drawn uniformly, words of ``min_len``–``max_len`` letters.
+    """``n`` random demonstrations, tasks drawn uniformly, on strings of ``min_len``–``max_len`` random letters.
+
+    The strings are random letters ("ynbiqp"), not English words; "word" below means such a string.
 
     Args:
-        exclude: words never used (pass the held-out words when making training data).
+        exclude: strings never used (pass the held-out ones when making training data).
     """
     if not 1 <= min_len <= max_len:
         raise ValueError(f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
@@ -126,7 +146,7 @@ def make_examples(
 
 
 def word_of(example: Example) -> str:
-    """The word an example's instruction applies to."""
+    """The letter string an example's instruction applies to."""
     return example.prompt.split(SEPARATOR, 1)[1][: -len(PROMPT_END)]
 
 
@@ -139,7 +159,7 @@ def encode_examples(
         examples: the demonstrations.
         tokenizer: the character vocabulary.
         mask_prompt: label the prompt ``-100`` so only the response (and ``[EOS]``) is
-            learned — SFT as in InstructGPT. False scores every token.
+            learned, the common practice for SFT. False scores every token.
 
     Returns:
         ``(input_ids [N, L], attention_mask [N, L], labels [N, L])``; labels equal the ids
@@ -164,6 +184,36 @@ def encode_examples(
     return ids, mask, labels
 
 
+def clean_text(text: str, chars: str = CHARS) -> str:
+    """``text`` in the vocabulary ``chars``: curly quotes and dashes made plain, other unknown characters dropped, spaces collapsed."""
+    known = set(chars)
+    plain = "".join(c for c in (PLAIN.get(c, c) for c in text) if c in known)
+    return " ".join(plain.split())
+
+
+def corpus_blocks(
+    texts: Sequence[str], tokenizer: CharTokenizer, *, block: int, stride: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows of ``block`` characters over the documents, for next-character pre-training.
+
+    Each document is cleaned (:func:`clean_text`) and ended by ``[EOS]``; the documents are
+    concatenated and cut into windows that start every ``stride`` characters (default
+    ``block``: no overlap). Every position is scored.
+
+    Returns:
+        ``(input_ids [N, block], attention_mask [N, block], labels [N, block])``, the format of
+        :func:`encode_examples`, so :func:`lm_step` trains on them.
+    """
+    stride = stride or block
+    if block < 2 or stride < 1:
+        raise ValueError(f"need block >= 2 and stride >= 1, got block={block}, stride={stride}")
+    stream = [i for t in texts for i in tokenizer.encode(clean_text(t, tokenizer.chars)) + [tokenizer.eos_id]]
+    if len(stream) < block:
+        raise ValueError(f"the texts hold {len(stream)} characters, fewer than one block of {block}")
+    ids = torch.tensor(stream, dtype=torch.long).unfold(0, block, stride).contiguous()  # (N, block)
+    return ids, torch.ones_like(ids), ids.clone()
+
+
 @dataclass(frozen=True)
 class TinyGPTConfig:
     """A GPT-2 of course size."""
@@ -171,11 +221,11 @@ class TinyGPTConfig:
     n_layer: int = 2  # transformer blocks
     n_embd: int = 128  # width
     n_head: int = 4  # attention heads
-    n_positions: int = 32  # longest sequence (prompt + response + [EOS])
+    n_positions: int = 32  # longest sequence (prompt + response + [EOS]; the pre-training window)
 
 
 def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), *, seed: int = 0) -> GPT2LMHeadModel:
-    """A randomly initialised ``GPT2LMHeadModel`` over the character vocabulary."""
+    """A randomly initialised ``GPT2LMHeadModel`` over the character vocabulary (GPT-2's dropout 0.1)."""
     gpt_config = GPT2Config(
         vocab_size=tokenizer.vocab_size,
         n_positions=config.n_positions,
@@ -191,7 +241,7 @@ def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), 
 
 
 def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """One step for :func:`lfd13.train.fit`: next-token cross-entropy on the labelled positions."""
+    """One step for :func:`lfd13.train.fit`: next-token cross-entropy, the mean over the labelled positions."""
     # the whole set is padded to its longest demonstration; causal attention never looks right,
     # so cutting the columns no row of this batch uses changes no real token's output
     input_ids, attention_mask, labels = batch
@@ -199,11 +249,73 @@ def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Ten
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 
+@dataclass(frozen=True)
+class SFTLoss:
+    """Which tokens the SFT loss scores, and what the weighted sum is divided by.
+
+    The loss of a batch is ``(sum of response terms + prompt_weight * sum of prompt terms) / Z``,
+    each term a next-token cross-entropy. ``Z`` is the number of response tokens
+    (``per_response_token=True``) or the total weight, i.e. the mean over the scored tokens
+    (False; what a transformers LM head computes from its labels). With ``prompt_weight=0``
+    both are the response-only loss.
+    """
+
+    prompt_weight: float = 0.0  # weight of a prompt token's term; a response token's is 1
+    per_response_token: bool = True  # Z = number of response tokens (True) or total weight (False)
+
+    def __post_init__(self) -> None:
+        if self.prompt_weight < 0:
+            raise ValueError(f"prompt_weight must be >= 0, got {self.prompt_weight}")
+
+
+#: The response only (common SFT practice); every token with the LM head's mean; every token,
+#: divided by the number of response tokens, so the response's terms weigh what they weigh in the first.
+RESPONSE_ONLY = SFTLoss(prompt_weight=0.0)
+EVERY_TOKEN = SFTLoss(prompt_weight=1.0, per_response_token=False)
+EVERY_TOKEN_PER_RESPONSE = SFTLoss(prompt_weight=1.0, per_response_token=True)
+
+
+def sft_step(
+    model: nn.Module, batch: tuple[torch.Tensor, ...], *, loss: SFTLoss = RESPONSE_ONLY
+) -> dict[str, torch.Tensor]:
+    """One SFT step for :func:`lfd13.train.fit` with the weighting ``loss``.
+
+    Args:
+        batch: ``(input_ids [B, L], attention_mask [B, L], labels [B, L], response [B, L])``; ``labels``
+            is ``-100`` on padding only, ``response`` is True where the label belongs to the response
+            (its characters and ``[EOS]``), as :func:`sft_data` builds it.
+
+    Returns:
+        ``{"loss": the weighted loss, "response_loss": mean over response tokens, "prompt_loss": mean
+        over prompt tokens}`` (the two means are logged whatever the weighting).
+    """
+    input_ids, attention_mask, labels, response = batch
+    attention_mask, input_ids, labels, response = trim_padding(attention_mask, input_ids, labels, response)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (B, L-1, V)
+    target, is_response = labels[:, 1:], response[:, 1:]  # position t predicts token t+1
+    nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")  # (B, L-1)
+    is_prompt = (target != IGNORE_INDEX) & ~is_response
+    n_response, n_prompt = is_response.sum(), is_prompt.sum()
+    weighted = (nll * is_response).sum() + loss.prompt_weight * (nll * is_prompt).sum()
+    total = n_response + loss.prompt_weight * n_prompt
+    out = weighted / (n_response if loss.per_response_token else total)
+    return {"loss": out, "response_loss": (nll * is_response).sum() / n_response,
+            "prompt_loss": (nll * is_prompt).sum() / n_prompt.clamp(min=1)}
+
+
+def sft_data(examples: Sequence[Example], tokenizer: CharTokenizer) -> tuple[torch.Tensor, ...]:
+    """``(input_ids, attention_mask, labels, response)`` [N, L] for :func:`sft_step`: every real token labelled,
+    ``response`` True on the response's labels (see :func:`encode_examples`)."""
+    ids, mask, labels = encode_examples(examples, tokenizer, mask_prompt=False)
+    _, _, response_labels = encode_examples(examples, tokenizer, mask_prompt=True)
+    return ids, mask, labels, response_labels != IGNORE_INDEX
+
+
 #: The SFT recipe of the book (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`), and one for tests.
 SFT_DEMO = Recipe(steps=500, lr=3e-3, batch_size=64, weight_decay=0.01, warmup=50, betas=(0.9, 0.98), max_grad_norm=1.0)
 SFT_TINY = Recipe(steps=5, lr=3e-3, batch_size=8, weight_decay=0.01, warmup=1, betas=(0.9, 0.98), max_grad_norm=1.0)
-#: Generated training demonstrations in the book's SFT run.
-N_TRAIN = 20_000
+#: Generated demonstrations in the book's SFT runs: training, validation (curves), test (final scores).
+N_TRAIN, N_VALIDATION, N_TEST = 20_000, 200, 400
 
 
 def train_sft(
@@ -212,19 +324,115 @@ def train_sft(
     tokenizer: CharTokenizer,
     recipe: Recipe = SFT_DEMO,
     *,
-    mask_prompt: bool = True,
+    loss: SFTLoss = RESPONSE_ONLY,
     seed: int = 0,
     device: torch.device | str | None = None,
+    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    eval_every: int | None = None,
+    progress: bool | None = None,
 ) -> History:
-    """Supervised fine-tuning of ``model`` on demonstrations with :func:`lfd13.train.train`.
+    """Supervised fine-tuning of ``model`` on demonstrations with :func:`lfd13.train.train` and :func:`sft_step`.
 
     Args:
-        mask_prompt: loss on the response only (True, InstructGPT's SFT) or on every token.
+        loss: which tokens are scored and how the sum is normalised (:class:`SFTLoss`).
+        seed: seeds the batch order and dropout.
+        evaluate, eval_every: as in :func:`lfd13.train.fit` (e.g. exact match every 40 steps).
+
+    Returns:
+        The history: per step ``loss``, ``response_loss`` and ``prompt_loss``; the evaluations in ``evals``.
     """
-    data = encode_examples(examples, tokenizer, mask_prompt=mask_prompt)
+    data = sft_data(examples, tokenizer)
     if data[0].shape[1] > model.config.n_positions:
         raise ValueError(f"sequences of {data[0].shape[1]} tokens exceed the model's n_positions={model.config.n_positions}")
-    return train(model, data, lm_step, recipe, seed=seed, device=device, desc="SFT")
+
+    def step(m: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        return sft_step(m, batch, loss=loss)
+
+    return train(model, data, step, recipe, seed=seed, device=device, evaluate=evaluate, eval_every=eval_every,
+                 progress=progress, desc="SFT")
+
+
+def chapter_data() -> tuple[list[Example], list[Example], list[Example]]:
+    """The chapter's ``(train, validation, test)`` demonstrations; no string of the last two occurs in training."""
+    test = make_examples(N_TEST, seed=1000)
+    validation = make_examples(N_VALIDATION, seed=2000)
+    held_out = {word_of(e) for e in test + validation}
+    return make_examples(N_TRAIN, seed=0, exclude=held_out), validation, test
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the chapter's SFT comparison."""
+
+    name: str  # as the tables and plots label it
+    pretrained: bool  # start from the shipped pre-trained model (True) or from a random initialisation
+    loss: SFTLoss  # which tokens are scored
+
+
+#: The chapter's comparison: pre-trained vs from scratch; response only vs every token, normalised two ways.
+ARMS = (
+    Arm("pre-trained, response only", True, RESPONSE_ONLY),
+    Arm("from scratch, response only", False, RESPONSE_ONLY),
+    Arm("pre-trained, every token", True, EVERY_TOKEN),
+    Arm("pre-trained, every token, / response tokens", True, EVERY_TOKEN_PER_RESPONSE),
+)
+SEEDS = (0, 1, 2)  # SFT seeds of the recorded comparison
+EVAL_EVERY = 50  # steps between exact-match evaluations on the validation prompts
+
+
+def run_arm(
+    arm: Arm, data: tuple[Sequence[Example], Sequence[Example], Sequence[Example]], recipe: Recipe = SFT_DEMO, *,
+    seed: int, device: torch.device | str | None = None, progress: bool | None = None, directory: Path | str | None = None,
+) -> tuple[GPT2LMHeadModel, History, dict[str, float]]:
+    """Fine-tune one arm: the shipped pre-trained model (or a fresh one, initialised with ``seed``) with ``arm.loss``.
+
+    Args:
+        data: ``(train, validation, test)`` as :func:`chapter_data` returns them.
+        seed: seeds the batch order and dropout (and the initialisation from scratch).
+        directory: where the pre-trained checkpoint lies (default: the package's).
+
+    Returns:
+        ``(model, history, scores)``: the history holds exact match on the validation prompts every
+        :data:`EVAL_EVERY` steps (``evals["exact"]``); ``scores`` is :func:`exact_match` on the test
+        prompts plus ``response_accuracy`` and ``response_loss`` from :func:`response_scores`.
+    """
+    train_set, validation, test = data
+    if arm.pretrained:
+        model, tokenizer, _ = load_checkpoint(directory=directory)
+    else:
+        tokenizer = CharTokenizer()
+        model = tiny_gpt(tokenizer, seed=seed)
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return {"exact": exact_match(m, validation, tokenizer, device=device)["all"]}
+
+    history = train_sft(model, train_set, tokenizer, recipe, loss=arm.loss, seed=seed, device=device, evaluate=evaluate,
+                        eval_every=EVAL_EVERY, progress=progress)
+    teacher_forced = response_scores(model, test, tokenizer, device=device)
+    scores = exact_match(model, test, tokenizer, device=device)
+    scores |= {"response_accuracy": teacher_forced["accuracy"], "response_loss": teacher_forced["loss"]}
+    return model, history, scores
+
+
+@torch.no_grad()
+def held_out_loss(
+    model: GPT2LMHeadModel, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> float:
+    """Mean next-token cross-entropy (nats per character) over the labelled positions of ``data`` (eval mode)."""
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).eval()
+    total, count = 0.0, 0
+    for i in range(0, len(data[0]), batch_size):
+        ids, mask, labels = (t[i : i + batch_size].to(device) for t in data)
+        n = int((labels[:, 1:] != IGNORE_INDEX).sum())
+        total += float(model(input_ids=ids, attention_mask=mask, labels=labels).loss) * n
+        count += n
+    return total / count
+
+
+# transformers 5 renamed the key-value cache argument (and output) past_key_values -> cache
+_CACHE_ARG = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
 
 
 @torch.no_grad()
@@ -239,7 +447,8 @@ def generate(
     """Greedy decoding: the most likely next character until ``[EOS]`` or ``max_new_tokens``.
 
     Prompts are left-padded into one batch; position ids count from each prompt's first
-    real character, as in training.
+    real character, as in training. The keys and values of earlier positions are cached,
+    so each new character costs one position's forward pass.
 
     Returns:
         One response per prompt (the generated characters, without the prompt and ``[EOS]``).
@@ -254,19 +463,56 @@ def generate(
         ids[i, width - len(e) :] = torch.tensor(e)
         mask[i, width - len(e) :] = 1
     ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, L)
     done = torch.zeros(len(encoded), dtype=torch.bool, device=device)
-    steps = min(max_new_tokens, model.config.n_positions - width)
-    for _ in range(steps):
-        positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, L)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]  # (B, V)
+    out = []
+    step_ids, past = ids, None
+    for _ in range(min(max_new_tokens, model.config.n_positions - width)):
+        result = model(input_ids=step_ids, attention_mask=mask, position_ids=positions[:, -step_ids.shape[1] :],
+                       use_cache=True, **{_CACHE_ARG: past})
+        logits, past = result.logits[:, -1], result[_CACHE_ARG]  # (B, V)
         logits[:, tokenizer.pad_id] = float("-inf")
         nxt = logits.argmax(-1).masked_fill(done, tokenizer.pad_id)
-        ids = torch.cat([ids, nxt[:, None]], 1)
+        out.append(nxt)
         mask = torch.cat([mask, (~done).long()[:, None]], 1)
+        positions = torch.cat([positions, positions[:, -1:] + 1], 1)
         done |= nxt == tokenizer.eos_id
+        step_ids = nxt[:, None]
         if bool(done.all()):
             break
-    return [tokenizer.decode(row[width:].tolist()) for row in ids.cpu()]
+    if not out:
+        return [""] * len(encoded)
+    return [tokenizer.decode(row.tolist()) for row in torch.stack(out, 1).cpu()]
+
+
+@torch.no_grad()
+def response_scores(
+    model: GPT2LMHeadModel, examples: Sequence[Example], tokenizer: CharTokenizer, *, batch_size: int = 500,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """How well the model predicts each response token given the prompt and the *correct* earlier response tokens.
+
+    A finer measure than :func:`exact_match`, which needs every character right in a row:
+    teacher-forced, as in training, over the response's characters and its ``[EOS]``.
+
+    Returns:
+        ``{"accuracy": share of response tokens whose most likely prediction is right,
+        "loss": mean cross-entropy per response token (nats)}``.
+    """
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).eval()
+    hits, nll, count = 0, 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        ids, mask, labels = (t.to(device) for t in encode_examples(examples[i : i + batch_size], tokenizer, mask_prompt=True))
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # (B, L-1, V)
+        target = labels[:, 1:]
+        scored = target != IGNORE_INDEX
+        hits += int(((logits.argmax(-1) == target) & scored).sum())
+        nll += float(F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="sum"))
+        count += int(scored.sum())
+    return {"accuracy": hits / count, "loss": nll / count}
 
 
 def exact_match(
@@ -292,3 +538,36 @@ def exact_match(
             hits.setdefault(ex.prompt.split(SEPARATOR, 1)[0], []).append(out == ex.response)
     every = [h for v in hits.values() for h in v]
     return {"all": sum(every) / len(every), **{t: sum(v) / len(v) for t, v in sorted(hits.items())}}
+
+
+# ----------------------------------------------------------------------------- the shipped pre-trained model
+
+#: The shipped character GPT-2 pre-trained on the course corpus, and the command that recreates it.
+PRETRAINED = "gpt-nano-char"
+RECREATE = "python -m lfd13.pretrain charlm"
+
+
+def save_checkpoint(
+    model: GPT2LMHeadModel, tokenizer: CharTokenizer, name: str = PRETRAINED, *, recipe: dict[str, Any],
+    result: dict[str, Any], command: str = RECREATE, directory: Path | str = shipped.CHECKPOINT_DIR,
+) -> shipped.CheckpointInfo:
+    """Save the weights and ``config`` (the :class:`TinyGPTConfig` fields and the vocabulary) as checkpoint ``name``."""
+    c = model.config
+    config = {"chars": tokenizer.chars, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head, "n_positions": c.n_positions}
+    return shipped.save(name, model.state_dict(), kind="sft", command=command, config=config, recipe=recipe,
+                        result=result, directory=directory)
+
+
+def load_checkpoint(
+    name_or_path: str | Path = PRETRAINED, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> tuple[GPT2LMHeadModel, CharTokenizer, shipped.CheckpointInfo]:
+    """Load a character GPT-2 checkpoint (default: the shipped ``gpt-nano-char``) after checking its sha256.
+
+    Returns:
+        ``(model in eval mode, its tokenizer, info)``; ``info.result`` holds what its pre-training measured.
+    """
+    state, info = shipped.load(name_or_path, kind="sft", command=RECREATE, directory=directory)
+    tokenizer = CharTokenizer(info.config["chars"])
+    config = TinyGPTConfig(**{f.name: info.config[f.name] for f in fields(TinyGPTConfig)})
+    model = shipped.load_weights(tiny_gpt(tokenizer, config, seed=0), state, info)
+    return model.to(device or "cpu").eval(), tokenizer, info

@@ -1,4 +1,5 @@
-"""Tests for lfd13.sft: generated demonstrations, prompt masking, the tiny GPT-2, generation and exact match."""
+"""Tests for lfd13.sft: demonstrations, prompt masking and weighting, corpus windows, the tiny GPT-2, generation,
+exact match and the shipped pre-trained checkpoint."""
 
 import pytest
 import torch
@@ -19,8 +20,21 @@ def test_tokenizer_round_trip(tok):
     assert min(ids) >= 2 and tok.decode(ids) == text
     assert tok.decode(ids + [tok.eos_id] + ids) == text
     assert tok.decode([tok.pad_id] + ids) == text
+    assert tok.decode(tok.encode("the cat, said 'no!'")) == "the cat, said 'no!'"
+    assert tok.vocab_size == len(sft.CHARS) + 2 and set(sft.TASK_CHARS) <= set(tok.chars)
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        tok.encode("a b")
+        tok.encode("a~b")
+
+
+def test_clean_text_and_corpus_blocks(tok):
+    assert sft.clean_text("\u201cNo,\u201d  she said \u2014 it\u2019s [1] _here_") == "\"No,\" she said - it's 1 here"
+    ids, mask, labels = sft.corpus_blocks(["abcdefgh", "xyz"], tok, block=4, stride=2)
+    stream = tok.encode("abcdefgh") + [tok.eos_id] + tok.encode("xyz") + [tok.eos_id]  # 13 ids
+    assert ids.shape == mask.shape == labels.shape == (5, 4) and bool(mask.all()) and torch.equal(ids, labels)
+    assert ids[0].tolist() == stream[:4] and ids[1].tolist() == stream[2:6] and ids[-1].tolist() == stream[8:12]
+    assert sft.corpus_blocks(["abcdefgh"], tok, block=4)[0].shape == (2, 4)  # no overlap by default
+    with pytest.raises(ValueError, match="fewer than one block"):
+        sft.corpus_blocks(["ab"], tok, block=8)
 
 
 def test_tasks_and_examples():
@@ -56,6 +70,39 @@ def test_prompt_masking(tok):
     target = labels[:, 1:]
     ref = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=sft.IGNORE_INDEX)
     torch.testing.assert_close(loss, ref)
+
+
+def test_sft_loss_weightings_agree_with_the_library_loss(tok):
+    exs = [sft.Example("upper:ab>", "AB"), sft.Example("length:abcd>", "4"), sft.Example("sort:cab>", "abc")]
+    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0).eval()
+    data = sft.sft_data(exs, tok)
+    ids, mask, labels, response = data
+    _, _, masked = sft.encode_examples(exs, tok, mask_prompt=True)
+    assert torch.equal(response, masked != sft.IGNORE_INDEX) and torch.equal(labels, sft.encode_examples(exs, tok, mask_prompt=False)[2])
+    hf_response = sft.lm_step(model, (ids, mask, masked))
+    hf_every = sft.lm_step(model, (ids, mask, labels))
+    out = {name: sft.sft_step(model, data, loss=loss) for name, loss in
+           [("resp", sft.RESPONSE_ONLY), ("every", sft.EVERY_TOKEN), ("per_resp", sft.EVERY_TOKEN_PER_RESPONSE)]}
+    torch.testing.assert_close(out["resp"]["loss"], hf_response)  # response only = the LM head's loss on masked labels
+    torch.testing.assert_close(out["every"]["loss"], hf_every)  # every token, mean = the LM head's loss on all labels
+    n_scored, n_response = int((labels[:, 1:] != -100).sum()), int(response[:, 1:].sum())
+    assert n_response == 3 + 2 + 4  # each response and its [EOS]
+    torch.testing.assert_close(out["per_resp"]["loss"], hf_every * n_scored / n_response)
+    for o in out.values():  # the logged means do not depend on the weighting
+        torch.testing.assert_close(o["response_loss"], hf_response)
+    n_prompt = n_scored - n_response
+    torch.testing.assert_close(out["resp"]["prompt_loss"], (hf_every * n_scored - hf_response * n_response) / n_prompt)
+    half = sft.sft_step(model, data, loss=sft.SFTLoss(prompt_weight=0.5, per_response_token=False))["loss"]
+    expected = (hf_response * n_response + 0.5 * out["resp"]["prompt_loss"] * n_prompt) / (n_response + 0.5 * n_prompt)
+    torch.testing.assert_close(half, expected)
+    with pytest.raises(ValueError, match="prompt_weight"):
+        sft.SFTLoss(prompt_weight=-1.0)
+
+
+def test_held_out_loss(tok):
+    data = sft.corpus_blocks(["the cat sat on the mat. " * 8], tok, block=12)
+    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=12), seed=0)
+    torch.testing.assert_close(sft.held_out_loss(model, data, batch_size=3, device="cpu"), float(sft.lm_step(model, data).detach()))
 
 
 def test_lm_step_drops_unused_padding(tok):
@@ -97,8 +144,10 @@ def test_training_learns_and_exact_match(tok):
     config = Recipe(steps=40, lr=3e-3, batch_size=32, warmup=5, weight_decay=0.01, betas=(0.9, 0.98), max_grad_norm=1.0)
     exs = sft.make_examples(256, seed=0, tasks=("upper",), min_len=2, max_len=3)
     model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
-    history = sft.train_sft(model, exs, tok, config, seed=0, device="cpu")
+    evaluate = lambda m: {"exact": sft.exact_match(m, exs[:20], tok, device="cpu")["all"]}  # noqa: E731
+    history = sft.train_sft(model, exs, tok, config, seed=0, device="cpu", evaluate=evaluate, eval_every=20)
     assert history.last("loss", 5) < history["loss"][0] - 1.0  # from ~ln V towards the letters' entropy
+    assert history["loss"] == history["response_loss"] and [s for s, _ in history.evals["exact"]] == [20, 40]
     scores = sft.exact_match(model, exs[:20], tok, device="cpu")
     outputs = sft.generate(model, [e.prompt for e in exs[:20]], tok, device="cpu")
     assert set(scores) == {"all", "upper"}
@@ -108,3 +157,19 @@ def test_training_learns_and_exact_match(tok):
     assert perfect["all"] == 1.0
     with pytest.raises(ValueError, match="n_positions"):
         sft.train_sft(sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=4)), exs, tok, sft.SFT_TINY)
+
+
+def test_checkpoint_round_trip(tok, tmp_path):
+    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=1)
+    info = sft.save_checkpoint(model, tok, "gpt-test", recipe={"steps": 0}, result={"held_out_loss": 1.0}, directory=tmp_path)
+    assert info.kind == "sft" and info.config["chars"] == tok.chars and info.command == sft.RECREATE
+    again, tok2, info2 = sft.load_checkpoint("gpt-test", directory=tmp_path)
+    assert tok2.chars == tok.chars and again.config.n_layer == 1 and info2.result == {"held_out_loss": 1.0}
+    torch.testing.assert_close(again.transformer.wte.weight, model.transformer.wte.weight)
+
+
+def test_shipped_pretrained_model():
+    model, tokenizer, info = sft.load_checkpoint(device="cpu")
+    assert info.name == sft.PRETRAINED and info.command == sft.RECREATE and tokenizer.chars == sft.CHARS
+    assert info.result["held_out_bits_per_char"] < info.result["unigram_bits_per_char"]
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in sft.tiny_gpt(tokenizer).parameters())
