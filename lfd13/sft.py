@@ -286,8 +286,8 @@ def sft_step(
             (its characters and ``[EOS]``), as :func:`sft_data` builds it.
 
     Returns:
-        ``{"loss": the weighted loss, "response_loss": mean over response tokens, "prompt_loss": mean
-        over prompt tokens}`` (the two means are logged whatever the weighting).
+        A dict: ``loss``, the weighted loss; ``response_loss``, the mean over response tokens;
+        ``prompt_loss``, the mean over prompt tokens (the two means are logged whatever the weighting).
     """
     input_ids, attention_mask, labels, response = batch
     attention_mask, input_ids, labels, response = trim_padding(attention_mask, input_ids, labels, response)
@@ -496,8 +496,8 @@ def response_scores(
     teacher-forced, as in training, over the response's characters and its ``[EOS]``.
 
     Returns:
-        ``{"accuracy": share of response tokens whose most likely prediction is right,
-        "loss": mean cross-entropy per response token (nats)}``.
+        A dict: ``accuracy``, the share of response tokens whose most likely prediction is right;
+        ``loss``, the mean cross-entropy per response token (nats).
     """
     if not examples:
         raise ValueError("no examples to evaluate")
