@@ -24,6 +24,7 @@ Mask convention (MAE's): ``mask`` [B, L] with 0 = kept (visible), 1 = removed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -342,6 +343,31 @@ def all_patches_step(
 ) -> torch.Tensor:
     """Step function for the SimMIM/BEiT-style baseline (encoder on all patches)."""
     return model.forward_all_patches(batch[0], generator=generator).loss
+
+
+def plateau_exit_step(loss_per_window: Sequence[float], baseline: float, *, margin: float = 0.9, window: int = 50) -> int | None:
+    """The step at which a pre-training run left the mean-image plateau, from its recorded loss.
+
+    An MAE first learns to predict the mean training image and sits at that error (``baseline``)
+    before it learns to use the visible patches. The run counts as off the plateau at the end of
+    the first window whose mean loss is below ``margin · baseline``.
+
+    Args:
+        loss_per_window: the run's loss averaged over consecutive windows of ``window`` steps
+            (a shipped checkpoint's ``result["loss_per_50_steps"]``).
+        baseline: the plateau's loss, e.g. the MSE of predicting every pixel's training mean.
+        margin: how far below the baseline counts as having left it (0.9: ten per cent below).
+        window: steps per entry of ``loss_per_window``.
+
+    Returns:
+        The step (a multiple of ``window``), or ``None`` when the run never got below the margin.
+    """
+    if baseline <= 0 or not 0 < margin <= 1 or window < 1:
+        raise ValueError(f"need baseline > 0, 0 < margin <= 1 and window >= 1, got {baseline}, {margin}, {window}")
+    for i, loss in enumerate(loss_per_window):
+        if loss < margin * baseline:
+            return window * (i + 1)
+    return None
 
 
 def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overrides: Any) -> MaskedAutoencoder:

@@ -19,6 +19,7 @@ from lfd13.mae import (
     load_checkpoint,
     mae_config,
     mae_step,
+    plateau_exit_step,
     save_checkpoint,
 )
 from lfd13.train import fit
@@ -181,3 +182,13 @@ def test_no_masking_implementation_of_our_own():
     src = inspect.getsource(mae_mod)
     for name in ("def random_masking", "def mask_tokens", "argsort"):
         assert name not in src
+
+
+def test_plateau_exit_step():
+    curve = [0.10, 0.045, 0.044, 0.041, 0.039, 0.02]
+    assert plateau_exit_step(curve, 0.044) == 250  # first window below 0.9 · 0.044 = 0.0396
+    assert plateau_exit_step(curve, 0.044, margin=0.5) == 300
+    assert plateau_exit_step(curve[:4], 0.044) is None
+    assert plateau_exit_step(curve, 0.044, window=10) == 50
+    with pytest.raises(ValueError):
+        plateau_exit_step(curve, 0.0)
