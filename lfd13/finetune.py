@@ -159,7 +159,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 def freeze_bottom_layers(model: nn.Module, k: int) -> nn.Module:
     """Freeze the embeddings and the bottom ``k`` layers (see :func:`encoder_layers`); train the rest.
 
-    ``k = 0`` is full fine-tuning; ``k = `` the number of layers leaves only the head (for
+    ``k = 0`` is full fine-tuning; ``k`` equal to the number of layers leaves only the head (for
     BERT: the pooler and the classifier) trainable. Returns ``model`` (modified in place).
     """
     layers = encoder_layers(model)
