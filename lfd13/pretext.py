@@ -9,25 +9,31 @@ runnable example here, all training the same small :class:`ConvEncoder` on digit
   rotation (Gidaris et al. 2018, RotNet): :class:`RotationPretext`.
 - **masked prediction** — hide random blocks of pixels and reconstruct them
   (Pathak et al. 2016, context encoders; BERT and MAE in later chapters):
-  :class:`MaskedPixelPretext`.
+  :class:`MaskedPixelPretext`. Hidden pixels are set to :data:`MASK_FILL`, a value outside
+  the data range, so that a hidden block differs from blank background.
 - **instance discrimination** — two augmented views of an image must be closer to each
   other than to every other image in the batch, with the InfoNCE loss (SimCLR,
   Chen et al. 2020; contrastive learning is this family's best-known member):
   :class:`ContrastivePretext`.
 - **clustering** — cluster the current features with k-means and learn to predict the
-  cluster ids as pseudo-labels, alternately (DeepCluster, Caron et al. 2018):
-  :func:`deepcluster`.
+  cluster ids as pseudo-labels, alternately (a simplified DeepCluster, Caron et al. 2018:
+  no PCA-whitening of the features, no cluster-balanced sampling): :func:`deepcluster`.
 
 Each family is trained with :func:`lfd13.train.fit`; :func:`train_pretext` runs any of
-them by name. Shapes: B batch, H×W image, D feature width.
+them by name. The encoder is read at two layers (:data:`LAYERS`): its last output and the
+last convolution's feature map, because the best layer for a probe depends on the pretext
+task (Gidaris et al. 2018 find their best rotation features in an intermediate block).
+Longer runs ship as checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`;
+``python -m lfd13.pretrain pretext``). Shapes: B batch, H×W image, D feature width, C classes.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,10 +42,20 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
+from lfd13 import shipped
+from lfd13.evaluation import extract_features, linear_probe
 from lfd13.runtime import get_device, make_generator, seeded
 from lfd13.train import History, Recipe, train
 
 FAMILIES = ("rotation", "masked", "contrastive", "clustering")
+
+#: The layers a probe can read: ``"conv"``, the last convolution's feature map flattened
+#: (the input of the encoder's linear layer), and ``"last"``, the encoder's output.
+LAYERS = ("conv", "last")
+
+#: The value hidden pixels take in the masked-prediction input. The digits lie in [0, 1] and
+#: their background is 0, so a hidden pixel set to 0 would look like blank paper.
+MASK_FILL = -1.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,7 @@ class PretextConfig:
 
     @property
     def recipe(self) -> Recipe:
-        """The optimisation recipe of pre-training (AdamW, constant learning rate)."""
+        """The optimisation recipe of pre-training (AdamW, cosine decay of the learning rate over ``steps``)."""
         return Recipe(steps=self.steps, lr=self.lr, batch_size=self.batch_size, weight_decay=self.weight_decay)
 
 
@@ -102,11 +118,21 @@ class ConvEncoder(nn.Module):
         side = config.image_size // 4
         self.proj = nn.Linear(2 * c * side * side, config.feature_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 1, H, W] -> [B, D]."""
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] -> [B, 2c·(H/4)²]: the last convolution's feature map, flattened (256 numbers for 8×8 digits)."""
         if x.shape[-1] != self.config.image_size or x.shape[-2] != self.config.image_size:
             raise ValueError(f"expected {self.config.image_size}×{self.config.image_size} images, got {tuple(x.shape[-2:])}")
-        return F.relu(self.proj(self.body(x).flatten(1)))
+        return self.body(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] -> [B, D]."""
+        return F.relu(self.proj(self.conv_features(x)))
+
+    def features(self, x: torch.Tensor, layer: str = "last") -> torch.Tensor:
+        """The features of one of :data:`LAYERS`: ``"conv"`` -> :meth:`conv_features`, ``"last"`` -> :meth:`forward`."""
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
+        return self.conv_features(x) if layer == "conv" else self(x)
 
 
 def build_encoder(config: PretextConfig, *, seed: int) -> ConvEncoder:
@@ -146,7 +172,11 @@ def random_rotation(x: torch.Tensor, *, generator: torch.Generator | None = None
 
 
 class RotationPretext(nn.Module):
-    """Transformation prediction: which of four rotations was applied? (one random rotation per image)"""
+    """Transformation prediction: which of four rotations was applied?
+
+    Training shows each image under one random rotation per step; RotNet feeds all four
+    rotations of every image (:func:`rotate_batch`), four times the forward passes.
+    """
 
     def __init__(self, encoder: ConvEncoder) -> None:
         super().__init__()
@@ -157,6 +187,32 @@ class RotationPretext(nn.Module):
         x, labels = random_rotation(batch[0], generator=generator)
         logits = self.head(self.encoder(x))
         return {"loss": F.cross_entropy(logits, labels), "acc": (logits.argmax(-1) == labels).float().mean()}
+
+
+@torch.no_grad()
+def rotation_accuracy_per_class(
+    task: RotationPretext, x: torch.Tensor, y: torch.Tensor, *, num_classes: int = 10, device: Any = None
+) -> torch.Tensor:
+    """How often the rotation classifier names the rotation, for the images of each class.
+
+    Every image is shown under all four rotations (:func:`rotate_batch`).
+
+    Args:
+        task: a trained :class:`RotationPretext`.
+        x: [N, 1, H, W] images.
+        y: [N] their class labels in ``0 .. num_classes - 1`` (used only to group the images).
+
+    Returns:
+        [C] float: the pretext accuracy over the 4·N_c rotated images of class c.
+    """
+    dev = torch.device(device) if device is not None else get_device()
+    task.to(dev).eval()
+    rotated, k = rotate_batch(x)
+    pred = torch.cat([task.head(task.encoder(rotated[i : i + 512].to(dev))).argmax(-1).cpu()
+                      for i in range(0, len(rotated), 512)])
+    correct = (pred == k).float()
+    classes = y.repeat(4)
+    return torch.stack([correct[classes == c].mean() for c in range(num_classes)])
 
 
 # ---------------------------------------------------------------- 2. masked prediction
@@ -177,8 +233,26 @@ def block_mask(
     return blocks.repeat_interleave(block, dim=-2).repeat_interleave(block, dim=-1).to(device)
 
 
+def mask_pixels(x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The masked-prediction input: hidden pixels set to :data:`MASK_FILL`.
+
+    Args:
+        x: [B, 1, H, W] images in [0, 1].
+        hidden: [B, 1, H, W], 1 = hidden, 0 = visible (:func:`block_mask`).
+
+    Returns:
+        [B, 1, H, W]: visible pixels unchanged, hidden ones :data:`MASK_FILL`.
+    """
+    return torch.where(hidden.bool(), torch.full_like(x, MASK_FILL), x)
+
+
 class MaskedPixelPretext(nn.Module):
-    """Masked prediction: reconstruct hidden pixel blocks from the visible ones (loss on hidden pixels only)."""
+    """Masked prediction: reconstruct hidden pixel blocks from the visible ones (loss on hidden pixels only).
+
+    Hidden pixels enter the encoder as :data:`MASK_FILL` (:func:`mask_pixels`), so that it can
+    tell a hidden block from background; context encoders fill the hole with the data's mean,
+    MAE drops the hidden patches.
+    """
 
     def __init__(self, encoder: ConvEncoder) -> None:
         super().__init__()
@@ -190,7 +264,7 @@ class MaskedPixelPretext(nn.Module):
         x = batch[0]
         n, ratio = self.encoder.config.image_size, self.encoder.config.mask_ratio
         hidden = block_mask(len(x), n, ratio, device=x.device, generator=generator)  # [B, 1, H, W]
-        pred = self.decoder(self.encoder(x * (1 - hidden))).view_as(x)
+        pred = self.decoder(self.encoder(mask_pixels(x, hidden))).view_as(x)
         return (((pred - x) ** 2) * hidden).sum() / hidden.sum().clamp(min=1)
 
 
@@ -292,13 +366,17 @@ def _encode_all(encoder: nn.Module, x: torch.Tensor, device: torch.device) -> to
 
 
 def deepcluster(
-    task: ClusterPretext, x: torch.Tensor, *, seed: int, device: torch.device, progress: bool | None = None
+    task: ClusterPretext, x: torch.Tensor, *, seed: int, device: torch.device, progress: bool | None = None,
+    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
 ) -> History:
     """DeepCluster's alternation: k-means on the features -> pseudo-labels -> train -> repeat.
 
-    The classifier head is re-initialised every round, because cluster ids are arbitrary.
-    The returned history runs over all rounds: steps and seconds count from the first round
-    (the k-means time included).
+    A simplified DeepCluster: the features are L2-normalised but not PCA-whitened, and the
+    batches are drawn uniformly over images, not balanced over clusters. The classifier head
+    is re-initialised every round, because cluster ids are arbitrary; each round has its own
+    optimiser and learning-rate schedule. The returned history runs over all rounds: steps
+    and seconds count from the first round (the k-means time included), and ``callbacks``
+    receive those global step numbers.
     """
     cfg = task.encoder.config
     history = History()
@@ -310,8 +388,9 @@ def deepcluster(
         with seeded(seed + r):
             task.head.reset_parameters()
         offset_steps, offset_seconds = len(history), time.perf_counter() - start
+        shifted = [lambda i, v, cb=cb, o=offset_steps: cb(o + i, v) for cb in callbacks]
         h = train(task, (x, pseudo), lambda m, b: m.step(b), replace(cfg.recipe, steps=per_round), seed=seed + r,
-                  device=device, progress=progress, desc=f"deepcluster round {r + 1}")
+                  device=device, progress=progress, desc=f"deepcluster round {r + 1}", callbacks=shifted)
         for s, t in zip(h.step, h.seconds):
             history.step.append(offset_steps + s)
             history.seconds.append(offset_seconds + t)
@@ -327,6 +406,47 @@ _TASKS: dict[str, Callable[[ConvEncoder], nn.Module]] = {
     "contrastive": ContrastivePretext,
     "clustering": ClusterPretext,
 }
+
+
+def family_of(task: nn.Module) -> str:
+    """The family name of a pretext-task module (``"rotation"``, ...)."""
+    for name, cls in _TASKS.items():
+        if type(task) is cls:
+            return name
+    raise TypeError(f"{type(task).__name__} is not one of the pretext tasks {FAMILIES}")
+
+
+def build_task(family: str, config: PretextConfig | str = "pretext-digits", *, seed: int = 0) -> nn.Module:
+    """A fresh pretext task: the encoder of :func:`build_encoder` (``seed``) and the family's head (``seed + 1000``)."""
+    if family not in _TASKS:
+        raise KeyError(f"unknown pretext family {family!r}; choose one of {FAMILIES}")
+    cfg = pretext_config(config) if isinstance(config, str) else config
+    encoder = build_encoder(cfg, seed=seed)
+    with seeded(seed + 1000):
+        return _TASKS[family](encoder)
+
+
+def train_task(
+    task: nn.Module,
+    x: torch.Tensor,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
+) -> History:
+    """Pre-train a task of :func:`build_task` on unlabelled images ``x`` [N, 1, H, W] for ``config.steps`` steps.
+
+    ``seed`` fixes the batches and the random views / masks / rotations; ``callbacks``
+    (``callback(step, metrics)``) run after every step, as in :func:`lfd13.train.fit`.
+    """
+    family, cfg = family_of(task), task.encoder.config
+    dev = torch.device(device) if device is not None else get_device()
+    if family == "clustering":
+        return deepcluster(task, x, seed=seed, device=dev, progress=progress, callbacks=callbacks)  # type: ignore[arg-type]
+    views = make_generator(seed + 2000)  # the random rotations, masks or augmented views
+    return train(task, (x,), lambda m, b: m.step(b, generator=views), cfg.recipe, seed=seed, device=dev,
+                 progress=progress, desc=f"pretext: {family}", callbacks=callbacks)
 
 
 def train_pretext(
@@ -350,17 +470,119 @@ def train_pretext(
     Returns:
         ``(encoder in eval mode, history)``.
     """
-    if family not in _TASKS:
-        raise KeyError(f"unknown pretext family {family!r}; choose one of {FAMILIES}")
-    cfg = pretext_config(config) if isinstance(config, str) else config
-    dev = torch.device(device) if device is not None else get_device()
-    encoder = build_encoder(cfg, seed=seed)
-    with seeded(seed + 1000):
-        task = _TASKS[family](encoder)
-    if family == "clustering":
-        history = deepcluster(task, x, seed=seed, device=dev, progress=progress)  # type: ignore[arg-type]
-    else:
-        views = make_generator(seed + 2000)  # the random rotations, masks or augmented views
-        history = train(task, (x,), lambda m, b: m.step(b, generator=views), cfg.recipe, seed=seed, device=dev,
-                        progress=progress, desc=f"pretext: {family}")
-    return encoder.eval(), history
+    task = build_task(family, config, seed=seed)
+    history = train_task(task, x, seed=seed, device=device, progress=progress)
+    return task.encoder.eval(), history
+
+
+# ---------------------------------------------------------------- probing
+def layer_features(
+    encoder: ConvEncoder, x: torch.Tensor, layer: str = "last", *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Frozen features [N, F] of images ``x`` [N, 1, H, W] at one of :data:`LAYERS` (F = 256 for "conv", D for "last")."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
+    encoder.eval()
+    return extract_features(lambda b: encoder.features(b, layer), x, device=device)
+
+
+def probe_layers(
+    encoder: ConvEncoder,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_idx: torch.Tensor,
+    eval_idx: torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Linear-probe accuracy of each of :data:`LAYERS`: fit on ``train_idx``, score on ``eval_idx``.
+
+    The probe's regularisation is chosen by cross-validation on the ``train_idx`` examples
+    (``linear_probe(c="cv")``). Give a validation subset of the training pool as ``eval_idx``
+    (:func:`lfd13.sampling.split_indices`) to watch a run without touching the test set.
+
+    Returns:
+        ``{"conv": accuracy, "last": accuracy}``.
+    """
+    idx = torch.cat([train_idx, eval_idx])
+    out = {}
+    for layer in LAYERS:
+        f = layer_features(encoder, x[idx], layer, device=device)
+        n = len(train_idx)
+        out[layer] = linear_probe(f[:n], y[train_idx], f[n:], y[eval_idx], c="cv")
+    return out
+
+
+# ---------------------------------------------------------------- transfer: fine-tuning and the from-scratch baseline
+class EncoderClassifier(nn.Module):
+    """A :class:`ConvEncoder` (pre-trained or random) with a linear head, fine-tuned end to end: [B, 1, H, W] -> [B, C]."""
+
+    def __init__(self, encoder: ConvEncoder, num_classes: int = 10) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] -> [B, C] logits."""
+        return self.head(self.encoder(x))
+
+
+def encoder_classifier(encoder: ConvEncoder, *, num_classes: int = 10, seed: int) -> EncoderClassifier:
+    """A trainable copy of ``encoder`` with a fresh linear head (initialised from ``seed``)."""
+    copy = ConvEncoder(encoder.config)
+    copy.load_state_dict(encoder.state_dict())
+    with seeded(seed):
+        return EncoderClassifier(copy, num_classes)
+
+
+def scratch_cnn(*, seed: int, num_classes: int = 10) -> nn.Module:
+    """Chapter 1a's small CNN for 8×8 digits, trained from scratch: two 3×3 convolutions, a pooling, two linear layers."""
+    with seeded(seed):
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [B, 32, 4, 4]
+            nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, num_classes),
+        )
+
+
+#: Chapter 1a's recipe for :func:`scratch_cnn` (AdamW, cosine decay).
+SCRATCH_RECIPE = Recipe(steps=200, lr=3e-3, batch_size=64, weight_decay=1e-2)
+
+
+# ---------------------------------------------------------------- checkpoints
+#: The command that (re)creates the shipped pretext checkpoints ``pretext_<family>_seed<s>``.
+RECREATE = "python -m lfd13.pretrain pretext"
+
+#: The pre-training seeds of the shipped checkpoints: one checkpoint per family and seed.
+SHIPPED_SEEDS = (0, 1, 2)
+
+
+def checkpoint_name(family: str, seed: int) -> str:
+    """``"pretext_rotation_seed0"`` etc."""
+    return f"pretext_{family}_seed{seed}"
+
+
+def save_checkpoint(
+    task: nn.Module, name: str, *, recipe: dict[str, Any], result: dict[str, Any], command: str = RECREATE,
+    directory: Path | str = shipped.CHECKPOINT_DIR,
+) -> shipped.CheckpointInfo:
+    """Save a trained task (encoder and pretext head) as the checkpoint ``name`` (see :mod:`lfd13.shipped`)."""
+    config = {"family": family_of(task), **asdict(task.encoder.config)}
+    return shipped.save(name, task.state_dict(), kind="pretext", command=command, config=config, recipe=recipe,
+                        result=result, directory=directory)
+
+
+def load_checkpoint(
+    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> tuple[nn.Module, shipped.CheckpointInfo]:
+    """Load a pretext checkpoint (e.g. ``"pretext_rotation_seed0"``) after checking its sha256.
+
+    Returns:
+        ``(task in eval mode, info)``: the task's ``.encoder`` is the :class:`ConvEncoder`;
+        ``info.result`` holds what the run recorded (loss curve, validation probes by step).
+    """
+    state, info = shipped.load(name_or_path, kind="pretext", command=RECREATE, directory=directory)
+    fields = dict(info.config)
+    family = fields.pop("family")
+    task = shipped.load_weights(build_task(family, PretextConfig(**fields)), state, info)
+    return task.to(device or "cpu").eval(), info

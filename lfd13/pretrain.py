@@ -6,6 +6,7 @@ pre-training than that. This module is the recipe: it trains the model with
 ``.json`` beside it holding the config, the recipe, what the run measured and the
 sha256 of every file (see :mod:`lfd13.shipped`). Run::
 
+    python -m lfd13.pretrain pretext      # Chapter 1b's four pretext families, three seeds each
     python -m lfd13.pretrain mae          # Chapter 3's MAE (mask ratio 0.75)
     python -m lfd13.pretrain mae-sweep    # Chapter 3's mask-ratio sweep (0.25, 0.5, 0.75, 0.9), shorter runs
     python -m lfd13.pretrain clip         # Chapter 4's CLIP, three seeds
@@ -32,12 +33,13 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from lfd13 import clip, mlm, sft, shipped
+from lfd13 import clip, mlm, pretext, sft, shipped
 from lfd13.data import load_corpus, load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
 from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step
 from lfd13.mae import save_checkpoint as save_mae
 from lfd13.runtime import make_generator, setup
+from lfd13.sampling import split_indices
 from lfd13.train import History, Recipe, train
 
 
@@ -222,9 +224,75 @@ def pretrain_mlm(steps: int, *, vocab: Path | None, out: Path, device: Any, only
         print(f"{name}: {result['seconds']:.0f} s, held-out accuracy at masked positions {acc:.4f} ({acc / base:.2f}x baseline)")
 
 
+PRETEXT_SEEDS = pretext.SHIPPED_SEEDS
+
+
+@dataclass(frozen=True)
+class PretextPretraining:
+    """Chapter 1b's pre-training of one pretext family, probed on a validation split of the training pool as it trains."""
+
+    family: str = "rotation"  # one of lfd13.pretext.FAMILIES
+    preset: str = "pretext-digits"  # encoder preset in lfd13.pretext.PRESETS
+    seed: int = 0  # seeds the initial weights, the batch order and the random rotations / masks / views
+    steps: int = 2000  # optimiser steps, the same for every family
+    rounds: int = 20  # clustering: a fresh k-means every steps / rounds = 100 steps (about 10 epochs)
+    probe_steps: tuple[int, ...] = (0, 100, 250, 500, 1000, 1500, 2000)  # when the validation probe runs
+    n_per_class: int = 10  # labelled images per class the validation probe is fitted on
+    n_val_per_class: int = 30  # validation images per class it is scored on (training pool, disjoint; no test image)
+    split_seed: int = 0  # seed of that split (lfd13.sampling.split_indices)
+
+
+def _per_10_steps(values: list[float]) -> list[float]:
+    return [round(sum(values[i : i + 10]) / len(values[i : i + 10]), 5) for i in range(0, len(values), 10)]
+
+
+def pretrain_pretext(run: PretextPretraining = PretextPretraining(), *, device: Any = None,
+                     progress: bool | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Pre-train one family on the digits' training images; probe both layers on the validation split at ``probe_steps``.
+
+    Returns:
+        ``(task, result)``; ``result`` holds the loss (and pretext accuracy) per 10 steps, the
+        validation probes by step and the seconds of training (probes excluded).
+    """
+    data = load_digits()
+    config = pretext.pretext_config(run.preset, steps=run.steps, rounds=run.rounds)
+    task = pretext.build_task(run.family, config, seed=run.seed)
+    train_idx, val_idx = split_indices(data.y_train, run.n_per_class, run.n_val_per_class, seed=run.split_seed)
+    probes: dict[str, list[float]] = {"step": [], "conv": [], "last": []}
+    probe_seconds = [0.0]
+
+    def probe(i: int, _: Any = None) -> None:
+        if i not in run.probe_steps:
+            return
+        start = time.perf_counter()
+        acc = pretext.probe_layers(task.encoder, data.x_train, data.y_train, train_idx, val_idx, device=device)
+        task.train()
+        probes["step"].append(i)
+        for layer, value in acc.items():
+            probes[layer].append(round(value, 4))
+        probe_seconds[0] += time.perf_counter() - start
+        print(f"  {run.family} seed {run.seed}: step {i}/{run.steps}, validation probe "
+              f"conv {acc['conv']:.3f}, last {acc['last']:.3f}", flush=True)
+
+    probe(0)
+    start = time.perf_counter()
+    history = pretext.train_task(task, data.x_train, seed=run.seed, device=device, progress=progress, callbacks=(probe,))
+    result: dict[str, Any] = {
+        "final_loss": round(history.last("loss", 50), 5),
+        "seconds": round(time.perf_counter() - start - probe_seconds[0], 1),
+        "probe_seconds": round(probe_seconds[0], 1),
+        "loss_per_10_steps": _per_10_steps(history["loss"]),
+        "validation_probe": probes,
+        "torch": torch.__version__,
+    }
+    if "acc" in history.metrics:
+        result["pretext_acc_per_10_steps"] = _per_10_steps(history["acc"])
+    return task.cpu().eval(), result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -233,6 +301,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = setup(seed=0, style=False)
     args.out.mkdir(parents=True, exist_ok=True)
     command = f"python -m lfd13.pretrain {args.what}" + (f" --steps {args.steps}" if args.steps else "")
+    if args.what == "pretext":
+        for family in pretext.FAMILIES:
+            for seed in PRETEXT_SEEDS:
+                run = PretextPretraining(family=family, seed=seed)
+                if args.steps:
+                    run = replace(run, steps=args.steps, probe_steps=tuple(sorted({*(s for s in run.probe_steps
+                                                                                     if s < args.steps), args.steps})))
+                task, result = pretrain_pretext(run, device=device, progress=False)
+                name = pretext.checkpoint_name(family, seed)
+                info = pretext.save_checkpoint(task, name, recipe=asdict(run), result=result, command=command,
+                                               directory=args.out)
+                print(f"{name}: loss {result['final_loss']}, {result['seconds']} s, sha256 {info.sha256[:12]}", flush=True)
+        return
     if args.what == "mlm":
         pretrain_mlm(args.steps or mlm.PretrainConfig.steps, vocab=args.vocab, out=args.out, device=device, only=args.only)
         return

@@ -12,6 +12,8 @@ from lfd13.data import load_digits
 from lfd13.runtime import make_generator
 from lfd13.pretext import (
     FAMILIES,
+    LAYERS,
+    MASK_FILL,
     ClusterPretext,
     ConvEncoder,
     MaskedPixelPretext,
@@ -20,11 +22,23 @@ from lfd13.pretext import (
     augment,
     block_mask,
     build_encoder,
+    build_task,
+    checkpoint_name,
     cluster_pseudo_labels,
+    encoder_classifier,
+    family_of,
     info_nce,
+    layer_features,
+    load_checkpoint,
+    mask_pixels,
     pretext_config,
+    probe_layers,
     rotate_batch,
+    rotation_accuracy_per_class,
+    save_checkpoint,
+    scratch_cnn,
     train_pretext,
+    train_task,
 )
 
 NANO = pretext_config("pretext-nano")
@@ -67,7 +81,7 @@ def test_masked_loss_is_the_error_on_hidden_pixels_only():
     loss = task.step((x,), generator=make_generator(1))
     hidden = block_mask(4, 8, NANO.mask_ratio, generator=make_generator(1))  # the same draw
     assert 0 < hidden.mean() < 1
-    pred = task.decoder(task.encoder(x * (1 - hidden))).view_as(x)
+    pred = task.decoder(task.encoder(mask_pixels(x, hidden))).view_as(x)
     torch.testing.assert_close(loss, ((pred - x) ** 2 * hidden).sum() / hidden.sum())
     assert not torch.allclose(loss, ((pred - x) ** 2).mean())  # the visible pixels do not count
 
@@ -160,3 +174,85 @@ def test_random_rotation_labels_match():
     assert r.shape == x.shape and k.shape == (16,) and set(k.tolist()) <= {0, 1, 2, 3}
     for i in range(16):
         torch.testing.assert_close(r[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))
+
+
+def test_masked_input_marks_hidden_pixels_outside_the_data_range():
+    x = torch.zeros(2, 1, 8, 8)  # blank paper: the digits' background value
+    hidden = block_mask(2, 8, 0.5, generator=make_generator(0))
+    masked = mask_pixels(x, hidden)
+    assert not 0.0 <= MASK_FILL <= 1.0
+    assert torch.equal(masked == MASK_FILL, hidden.bool())  # a hidden block differs from background
+    torch.testing.assert_close(masked[hidden == 0], x[hidden == 0])
+
+
+def test_layer_features_shapes_and_conv_is_the_input_of_the_last_layer():
+    enc = build_encoder(NANO, seed=0)
+    x = torch.rand(5, 1, 8, 8, generator=make_generator(0))
+    conv, last = (layer_features(enc, x, layer, device="cpu") for layer in LAYERS)
+    assert conv.shape == (5, 2 * NANO.channels * 2 * 2) and last.shape == (5, NANO.feature_dim)
+    torch.testing.assert_close(last, F.relu(enc.proj(conv)))
+    with pytest.raises(ValueError, match="layer"):
+        enc.features(x, "pixels")
+
+
+def test_probe_layers_scores_both_layers_on_the_given_split(images):
+    y = load_digits().y_train[: len(images)]
+    from lfd13.sampling import split_indices
+
+    tr, ev = split_indices(y, 2, 2, seed=0)
+    acc = probe_layers(build_encoder(NANO, seed=0), images, y, tr, ev, device="cpu")
+    assert set(acc) == set(LAYERS) and all(0.0 <= v <= 1.0 for v in acc.values())
+
+
+def test_rotation_accuracy_per_class():
+    task = build_task("rotation", NANO, seed=0)
+    x = torch.rand(12, 1, 8, 8, generator=make_generator(0))
+    y = torch.tensor([0, 1, 2] * 4)
+    acc = rotation_accuracy_per_class(task, x, y, num_classes=3, device="cpu")
+    assert acc.shape == (3,) and ((acc >= 0) & (acc <= 1)).all()
+    rotated, k = rotate_batch(x)
+    pred = task.head(task.encoder(rotated)).argmax(-1)
+    torch.testing.assert_close(acc.mean(), (pred == k).float().mean())  # equal class sizes
+
+
+def test_train_task_callbacks_get_global_steps_in_every_family(images):
+    cfg = pretext_config("pretext-nano", steps=4, rounds=2)
+    for family in FAMILIES:
+        seen = []
+        task = build_task(family, cfg, seed=0)
+        assert family_of(task) == family
+        train_task(task, images, seed=0, device="cpu", progress=False, callbacks=(lambda i, v: seen.append(i),))
+        assert seen == [1, 2, 3, 4], family
+
+
+def test_checkpoint_round_trip(images, tmp_path):
+    task = build_task("masked", NANO, seed=0)
+    train_task(task, images, seed=0, device="cpu", progress=False)
+    name = checkpoint_name("masked", 0)
+    save_checkpoint(task, name, recipe={"steps": NANO.steps}, result={"loss_per_10_steps": [0.1]}, directory=tmp_path)
+    loaded, info = load_checkpoint(name, directory=tmp_path)
+    assert isinstance(loaded, MaskedPixelPretext) and info.config["family"] == "masked"
+    torch.testing.assert_close(loaded.encoder(images[:3]), task.encoder.eval()(images[:3]))
+    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain pretext"):
+        load_checkpoint("pretext_jigsaw_seed0", directory=tmp_path)
+
+
+def test_shipped_pretext_checkpoints_load():
+    from lfd13.pretext import SHIPPED_SEEDS
+
+    for family in FAMILIES:
+        for seed in SHIPPED_SEEDS:
+            task, info = load_checkpoint(checkpoint_name(family, seed))
+            assert family_of(task) == family and info.command == "python -m lfd13.pretrain pretext"
+            assert len(info.result["loss_per_10_steps"]) == info.recipe["steps"] // 10
+            assert info.result["validation_probe"]["step"][-1] == info.recipe["steps"]
+
+
+def test_encoder_classifier_copies_the_encoder_and_scratch_cnn_shapes():
+    enc = build_encoder(NANO, seed=0)
+    clf = encoder_classifier(enc, seed=1)
+    x = torch.rand(3, 1, 8, 8)
+    assert clf(x).shape == (3, 10)
+    torch.testing.assert_close(clf.encoder(x), enc(x))
+    assert clf.encoder is not enc  # fine-tuning leaves the original encoder as it was
+    assert scratch_cnn(seed=0)(x).shape == (3, 10)
