@@ -26,15 +26,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from lfd13 import shipped
+from lfd13.data import DigitsSplit, load_digits
+from lfd13.evaluation import (FewLabelResult, TrainTestResult, extract_features, few_label_evaluation, linear_probe,
+                              train_and_test)
+from lfd13.pretext import SCRATCH_RECIPE, scratch_cnn
 from lfd13.runtime import seeded
+from lfd13.sampling import split_indices
+from lfd13.train import Recipe
 
 
 @dataclass(frozen=True)
@@ -407,3 +415,71 @@ def load_checkpoint(
     state, info = shipped.load(name_or_path, kind="mae", command=RECREATE, directory=directory)
     model = shipped.load_weights(MaskedAutoencoder(MAEConfig(**info.config)), state, info)
     return model.to(device or "cpu").eval(), info
+
+
+# ----------------------------------------------------------------- fine-tuning comparison
+#: Chapter 3's fine-tuning comparison: labelled and validation images per class, the longest run
+#: (steps) and the validation period; each arm keeps its weights of best validation accuracy.
+FT_N_PER_CLASS, FT_N_VAL, FT_STEPS, FT_EVAL_EVERY = 10, 10, 160, 20
+
+#: The draws of labelled images (the same as the chapter's probes at 10 labels per class).
+FT_SEEDS = (0, 1, 2)
+
+#: The recipe of both transformer arms; the CNN keeps Chapter 1's (:data:`lfd13.pretext.SCRATCH_RECIPE`).
+FT_RECIPE = Recipe(steps=FT_STEPS, lr=2e-3, batch_size=25, weight_decay=0.05, warmup=10)
+
+#: The arms, in the chapter's order.
+FT_ARMS = ("Chapter 1's CNN, from scratch", "transformer, from scratch", "transformer, from MAE")
+
+#: The command that records the comparison in ``mae_digits``'s JSON (``result["finetune_comparison"]``) and
+#: the sweep's probes in each ``mae_digits_ratio*`` JSON (``result["cls_probe"]``).
+RECORD = "python -m lfd13.pretrain mae-record"
+
+
+def finetune_arm(
+    arm: str, seed: int, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> TrainTestResult:
+    """Train one arm of Chapter 3's fine-tuning comparison on draw ``seed``; test its best validation weights.
+
+    - ``"Chapter 1's CNN, from scratch"``: :func:`lfd13.pretext.scratch_cnn` on the 8×8 digits;
+    - ``"transformer, from scratch"``: the MAE encoder's architecture, randomly initialised;
+    - ``"transformer, from MAE"``: the shipped ``mae_digits`` encoder.
+
+    The transformers get a linear head on the mean of the patch tokens (:class:`MAEClassifier`)
+    on the 16×16 digits. Every arm trains on the same :data:`FT_N_PER_CLASS` labelled images per
+    class, is scored on :data:`FT_N_VAL` further ones every :data:`FT_EVAL_EVERY` steps, and keeps
+    the best (:func:`lfd13.evaluation.train_and_test`); ``seed`` draws the images, the head and the batch order.
+    """
+    if arm not in FT_ARMS:
+        raise ValueError(f"unknown arm {arm!r}; the arms are {FT_ARMS}")
+    digits = load_digits(size=16)
+    if arm == FT_ARMS[0]:
+        data, model, recipe = load_digits(), scratch_cnn(seed=seed), replace(SCRATCH_RECIPE, steps=FT_STEPS)
+    else:
+        encoder = build_mae("mae-digits", seed=0) if arm == FT_ARMS[1] else load_checkpoint("mae_digits", directory=directory)[0]
+        with seeded(seed):  # the head's initialisation
+            model = MAEClassifier(encoder, num_classes=10)
+        data, recipe = digits, FT_RECIPE
+    assert torch.equal(data.y_train, digits.y_train)  # same split, same order: index i is the same image at both sizes
+    train_i, val_i = split_indices(digits.y_train, FT_N_PER_CLASS, FT_N_VAL, seed=seed)
+    return train_and_test(model, (data.x_train[train_i], data.y_train[train_i]), (data.x_test, data.y_test), recipe,
+                          seed=seed, device=device, validation=(data.x_train[val_i], data.y_train[val_i]),
+                          eval_every=FT_EVAL_EVERY)
+
+
+def cls_probe(
+    model: MaskedAutoencoder, digits: DigitsSplit, *, n_per_class: int = FT_N_PER_CLASS, seeds: Sequence[int] = FT_SEEDS,
+    device: torch.device | str | None = None,
+) -> FewLabelResult:
+    """Chapter 3's linear probe of a frozen MAE on its [CLS] token, ``n_per_class`` labels per class, over ``seeds``.
+
+    The regularisation is chosen by cross-validation on the labelled images (``linear_probe(c="cv")``);
+    one BLAS thread, as in the chapter, so that a recorded probe and a live one compute alike.
+    ``digits``: the digits at the model's image size.
+    """
+    with threadpool_limits(1):
+        encode = partial(model.encode, pool="cls")
+        train_f = extract_features(encode, digits.x_train, device=device)
+        test_f = extract_features(encode, digits.x_test, device=device)
+        return few_label_evaluation(train_f, digits.y_train, test_f, digits.y_test, n_per_class=(n_per_class,), seeds=seeds,
+                                    fit_and_score=partial(linear_probe, c="cv"))[0]

@@ -30,7 +30,11 @@ This module adds only what peft does not do for the chapter:
   outputs move;
 - :func:`lora_delta_weights`, :func:`weight_updates` and :func:`energy_in_top_k` look at the
   rank of weight updates (the intrinsic-rank idea);
-- :class:`MethodResult` holds one row of the chapter's side-by-side comparison.
+- :class:`MethodResult` holds one row of the chapter's side-by-side comparison;
+- :func:`training_posts` and :func:`test_posts` are the chapter's task, shared with the recorded runs;
+- :func:`save_adapter` and :func:`load_adapter` ship a trained LoRA adapter in lfd13's checkpoint
+  format; :data:`ADAPTER`'s JSON also records the chapter's longer comparisons
+  (``python -m lfd13.pretrain peft``).
 
 Parameter counts come from the libraries: ``PeftModel.get_nb_trainable_parameters()`` and
 transformers' ``model.num_parameters(only_trainable=...)``.
@@ -44,19 +48,27 @@ import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model
 from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from lfd13 import shipped
+from lfd13.data.newsgroups import TextSplit
 from lfd13.finetune import (
     FULL_FINETUNE,
     EncodedTexts,
     classification_step,
+    encode_texts,
     evaluate_accuracy,
     predict_logits,
+    sequence_classifier,
     train_classifier,
 )
+from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
 from lfd13.runtime import seeded
 from lfd13.train import Recipe
 
@@ -468,3 +480,113 @@ def validation_sweep(
         train_classifier(model, train, replace(recipe, lr=lr), seed=seed, device=device)
         out[lr] = evaluate_accuracy(model, validation, device=device)
     return out
+
+
+# --------------------------------------------------------------------------- the chapter's task and records
+
+#: The chapter's task: labelled posts per class, validation posts per class (where the learning
+#: rates were chosen), test posts per class (the first ones of each class) and tokens per post.
+N_PER_CLASS, N_VAL_PER_CLASS, N_TEST_PER_CLASS, MAX_LENGTH = 16, 50, 50, 64
+
+#: The draws of labelled posts that the LoRA-against-full comparison repeats.
+SEEDS = (0, 1, 2)
+
+#: The ranks of the chapter's rank sweep (at seed 0, LoRA's learning rate, alpha fixed or 2 r).
+RANKS = (1, 2, 8, 32)
+
+#: The shipped adapter: the sweep's rank-32 LoRA with alpha fixed; its JSON records the comparisons.
+ADAPTER = "lora_newsgroups_r32"
+
+#: The command that recreates :data:`ADAPTER` and its records.
+RECREATE = "python -m lfd13.pretrain peft"
+
+
+def training_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase, seed: int) -> EncodedTexts:
+    """The labelled posts of draw ``seed``: :data:`N_PER_CLASS` per class, cut to :data:`MAX_LENGTH` tokens.
+
+    The same split's :data:`N_VAL_PER_CLASS` validation posts per class chose the learning rates
+    (:data:`LR_SEARCH`); they are disjoint from these.
+    """
+    (texts, labels), _ = news.train_validation(N_PER_CLASS, N_VAL_PER_CLASS, seed=seed)
+    return encode_texts(tokenizer, texts, labels, max_length=MAX_LENGTH)
+
+
+def test_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase) -> EncodedTexts:
+    """The test posts of ``news`` (load it with ``n_test_per_class=N_TEST_PER_CLASS``), cut to :data:`MAX_LENGTH` tokens."""
+    return encode_texts(tokenizer, news.test_texts, news.test_labels, max_length=MAX_LENGTH)
+
+
+def save_adapter(
+    model: PeftModel,
+    name: str,
+    *,
+    seed: int,
+    base: str = DEFAULT_TEXT_ENCODER,
+    result: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+    command: str = RECREATE,
+    directory: Path | str = shipped.CHECKPOINT_DIR,
+) -> shipped.CheckpointInfo:
+    """Save a LoRA classifier's trainable weights (the ``A``/``B`` matrices and the head) as a checkpoint.
+
+    The frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
+
+    Args:
+        model: a ``PeftModel`` made by :func:`apply_peft` with a :func:`lora_config`.
+        name: the checkpoint's file stem.
+        seed: the ``seed`` its classifier and adapter were built with (recorded, used again on load).
+        base: the name of the pretrained encoder under the adapter, for :func:`load_adapter`.
+        result, recipe, command, directory: see :func:`lfd13.shipped.save`.
+    """
+    config = model.peft_config["default"]
+    if not isinstance(config, LoraConfig):
+        raise TypeError(f"save_adapter saves LoRA adapters; this model has a {type(config).__name__}")
+    base_name, base = base, model.get_base_model()
+    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    meta = {"base": base_name, "hidden_size": base.config.hidden_size, "num_labels": base.config.num_labels,
+            "r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules),
+            "lora_dropout": config.lora_dropout, "use_rslora": config.use_rslora, "seed": seed}
+    return shipped.save(name, state, kind="peft", command=command, config=meta, recipe=recipe or {}, result=result,
+                        directory=directory)
+
+
+def load_adapter(
+    name_or_path: str | Path = ADAPTER,
+    *,
+    classifier: PreTrainedModel | None = None,
+    device: torch.device | str | None = None,
+    directory: Path | str | None = None,
+) -> tuple[PeftModel, shipped.CheckpointInfo]:
+    """Load a LoRA adapter saved by :func:`save_adapter` (default: :data:`ADAPTER`) after checking its sha256.
+
+    Args:
+        classifier: the base sequence classifier to put the adapter on; default: all-MiniLM-L6-v2
+            (:func:`lfd13.pretrained.load_text_encoder`) with a head, as the adapter was trained.
+            Its frozen weights must be the ones the adapter was trained on.
+
+    Returns:
+        ``(PeftModel in eval mode, info)``; ``info.result`` holds what the recording run measured.
+    """
+    state, info = shipped.load(name_or_path, kind="peft", command=RECREATE, directory=directory)
+    cfg = info.config
+    if classifier is None:
+        _, encoder = load_text_encoder(cfg["base"], device="cpu")
+        classifier = sequence_classifier(encoder, num_labels=cfg["num_labels"], seed=cfg["seed"])
+    if (classifier.config.hidden_size, classifier.config.num_labels) != (cfg["hidden_size"], cfg["num_labels"]):
+        raise ValueError(
+            f"adapter {info.name!r} was trained on a classifier of width {cfg['hidden_size']} with {cfg['num_labels']} "
+            f"classes ({cfg['base']}); this one has width {classifier.config.hidden_size} and "
+            f"{classifier.config.num_labels} classes"
+        )
+    config = lora_config(cfg["r"], alpha=cfg["lora_alpha"], target_modules=cfg["target_modules"],
+                         dropout=cfg["lora_dropout"], use_rslora=cfg["use_rslora"])
+    model = apply_peft(classifier, config, seed=cfg["seed"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if trainable != set(state):
+        raise RuntimeError(
+            f"the weights of adapter {info.name!r} do not fit the model built from its config: missing "
+            f"{sorted(trainable - set(state))[:3]}, unexpected {sorted(set(state) - trainable)[:3]}. "
+            f"Re-create it with `{info.command}`"
+        )
+    model.load_state_dict(state, strict=False)  # the frozen base weights come from ``classifier``
+    return model.to(device or next(classifier.parameters()).device).eval(), info

@@ -9,10 +9,12 @@ sha256 of every file (see :mod:`lfd13.shipped`). Run::
     python -m lfd13.pretrain pretext      # Chapter 1b's four pretext families, three seeds each
     python -m lfd13.pretrain mae          # Chapter 3's MAE (mask ratio 0.75)
     python -m lfd13.pretrain mae-sweep    # Chapter 3's mask-ratio sweep (0.25, 0.5, 0.75, 0.9), shorter runs
+    python -m lfd13.pretrain mae-record   # Chapter 3's fine-tuning arms (3 x 3 seeds) and sweep probes, into their JSON
     python -m lfd13.pretrain clip         # Chapter 4's CLIP, three seeds
     python -m lfd13.pretrain mlm          # Chapter 2's masked LM and its left-to-right twin
     python -m lfd13.pretrain charlm       # Chapter 5b's character GPT-2, pre-trained on the corpus before SFT
     python -m lfd13.pretrain charlm-sft   # Chapter 5b's SFT comparison from it (4 arms x 3 seeds), recorded in its JSON
+    python -m lfd13.pretrain peft         # Chapter 6's LoRA-vs-full seeds and rank sweep; ships the rank-32 adapter
 
 The numbers in the book come from these files, not from this run's log; re-running
 on other hardware gives a model of the same quality but not bit-identical weights.
@@ -33,10 +35,12 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from lfd13 import clip, mlm, pretext, sft, shipped
+from lfd13 import clip, mlm, peft_tools, pretext, sft, shipped
 from lfd13.data import load_corpus, load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
-from lfd13.mae import MaskedAutoencoder, build_mae, mae_config, mae_step
+from lfd13.mae import (FT_ARMS, FT_RECIPE, FT_SEEDS, RECORD, MaskedAutoencoder, build_mae, cls_probe, finetune_arm, mae_config,
+                       mae_step)
+from lfd13.mae import load_checkpoint as load_mae
 from lfd13.mae import save_checkpoint as save_mae
 from lfd13.runtime import make_generator, setup
 from lfd13.sampling import split_indices
@@ -193,6 +197,100 @@ def record_sft_comparison(*, seeds: Sequence[int] = sft.SEEDS, device: Any = Non
     return record
 
 
+def record_mae(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Record Chapter 3's longer measurements in its checkpoints' JSON files; the weights are written again unchanged.
+
+    - ``mae_digits``: ``result["finetune_comparison"]`` holds, per arm of :data:`lfd13.mae.FT_ARMS` and
+      seed, the test accuracy, the step chosen on validation and the validation curve;
+    - each ``mae_digits_ratio*`` checkpoint: ``result["cls_probe"]``, its :func:`lfd13.mae.cls_probe`
+      accuracy per seed.
+
+    Run it again after ``python -m lfd13.pretrain mae`` or ``mae-sweep``, which write the JSON anew.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    start = time.perf_counter()
+    for seed in FT_SEEDS:
+        for arm in FT_ARMS:
+            res = finetune_arm(arm, seed, device=device, directory=directory)
+            runs.setdefault(arm, {})[str(seed)] = {
+                "accuracy": round(res.accuracy, 5), "best_step": res.best_step,
+                "validation": [[step, round(v, 4)] for step, v in res.history.evals["validation"]],
+                "seconds": round(res.history.seconds[-1], 1)}
+            print(f"  {arm}, seed {seed}: accuracy {res.accuracy:.3f} at step {res.best_step}", flush=True)
+    record = {"command": RECORD, "seeds": list(FT_SEEDS), "transformer_recipe": asdict(FT_RECIPE),
+              "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "runs": runs}
+    model, info = load_mae("mae_digits", directory=directory)
+    save_mae(model, info.name, recipe=info.recipe, result=info.result | {"finetune_comparison": record}, command=info.command,
+             directory=directory or shipped.CHECKPOINT_DIR)
+    digits = load_digits(size=MAEPretraining().image_size)
+    for ratio in SWEEP_RATIOS:
+        model, info = load_mae(f"mae_digits_ratio{int(round(ratio * 100)):02d}", directory=directory)
+        probe = cls_probe(model, digits, device=device)
+        print(f"  mask ratio {ratio}: [CLS] probe {probe.mean:.3f}", flush=True)
+        probe_record = {"command": RECORD, "n_per_class": probe.n_per_class, "seeds": list(FT_SEEDS),
+                        "accuracies": [round(a, 5) for a in probe.accuracies]}
+        save_mae(model, info.name, recipe=info.recipe, result=info.result | {"cls_probe": probe_record}, command=info.command,
+                 directory=directory or shipped.CHECKPOINT_DIR)
+    return record
+
+
+def record_peft_comparison(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Run Chapter 6's longer comparisons; save the rank sweep's rank-32 adapter with them in its JSON.
+
+    - ``seeds``: full fine-tuning and LoRA (r = 8, alpha = 16) for every seed of
+      :data:`lfd13.peft_tools.SEEDS`, each seed drawing its labelled posts, head and batch order;
+    - ``rank_sweep``: LoRA at seed 0 for every rank of :data:`lfd13.peft_tools.RANKS`, with alpha
+      fixed at :data:`lfd13.peft_tools.LORA_ALPHA` and with alpha = 2 r, all at LoRA's learning rate
+      (the rank-8, alpha-16 run is seed 0 of ``seeds``).
+
+    Every run is the chapter's: the same posts, recipes and :func:`lfd13.peft_tools.fit_and_score`.
+    """
+    from lfd13.data.newsgroups import load_newsgroups
+    from lfd13.finetune import sequence_classifier
+    from lfd13.pretrained import load_text_encoder
+
+    pt = peft_tools
+    news = load_newsgroups(n_test_per_class=pt.N_TEST_PER_CLASS)
+    tokenizer, encoder = load_text_encoder(device=device)
+    test, classes = pt.test_posts(news, tokenizer), news.num_classes
+    total = sequence_classifier(encoder, num_labels=classes).num_parameters()
+    start = time.perf_counter()
+
+    def run(model: torch.nn.Module, train_set: Any, recipe: Recipe, seed: int, label: str) -> dict[str, Any]:
+        row = pt.fit_and_score(label, model, train_set, test, recipe, total=total, seed=seed, device=device)
+        print(f"  {label}, seed {seed}: accuracy {row.accuracy:.3f}, {row.seconds:.0f} s", flush=True)
+        return {"accuracy": round(row.accuracy, 5), "trainable": row.trainable, "seconds": round(row.seconds, 1)}
+
+    seeds: dict[str, dict[str, Any]] = {"full fine-tuning": {}, "LoRA r=8": {}}
+    for seed in pt.SEEDS:
+        train_set = pt.training_posts(news, tokenizer, seed)
+        full = sequence_classifier(encoder, num_labels=classes, seed=seed)
+        seeds["full fine-tuning"][str(seed)] = run(full, train_set, pt.FULL_SHORT, seed, "full fine-tuning")
+        lora = pt.apply_peft(sequence_classifier(encoder, num_labels=classes, seed=seed), pt.lora_config(8), seed=seed)
+        seeds["LoRA r=8"][str(seed)] = run(lora, train_set, pt.LORA_FINETUNE, seed, "LoRA r=8")
+    train_set, kept = pt.training_posts(news, tokenizer, 0), None
+    sweep: dict[str, dict[str, Any]] = {"alpha fixed": {}, "alpha = 2r": {}}
+    for r in pt.RANKS:
+        for arm, alpha in (("alpha fixed", pt.LORA_ALPHA), ("alpha = 2r", 2.0 * r)):
+            if (r, alpha) == (8, pt.LORA_ALPHA):
+                sweep[arm][str(r)] = seeds["LoRA r=8"]["0"]  # the same configuration, the same run
+                continue
+            model = pt.apply_peft(sequence_classifier(encoder, num_labels=classes, seed=0),
+                                  pt.lora_config(r, alpha=alpha), seed=0)
+            sweep[arm][str(r)] = run(model, train_set, pt.LORA_FINETUNE, 0, f"LoRA r={r}, {arm}")
+            if (r, arm) == (max(pt.RANKS), "alpha fixed"):
+                kept = model
+    assert kept is not None
+    record = {"seeds": list(pt.SEEDS), "ranks": list(pt.RANKS), "lora_alpha": pt.LORA_ALPHA,
+              "n_per_class": pt.N_PER_CLASS, "n_test": len(test.labels), "max_length": pt.MAX_LENGTH,
+              "recipes": {"full fine-tuning": asdict(pt.FULL_SHORT), "LoRA": asdict(pt.LORA_FINETUNE)},
+              "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+              "seed_comparison": seeds, "rank_sweep": sweep}
+    pt.save_adapter(kept.cpu(), pt.ADAPTER, seed=0, recipe=asdict(pt.LORA_FINETUNE), result=record,
+                    directory=directory or shipped.CHECKPOINT_DIR)
+    return record
+
+
 def pretrain_mlm(steps: int, *, vocab: Path | None, out: Path, device: Any, only: str | None = None) -> None:
     """Pre-train the masked LM and its left-to-right twin; save both, evaluated as shipped (float16)."""
     config = mlm.PretrainConfig(steps=steps)
@@ -292,7 +390,7 @@ def pretrain_pretext(run: PretextPretraining = PretextPretraining(), *, device: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -320,6 +418,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.what == "charlm-sft":
         record = record_sft_comparison(device=device, directory=args.out)
         print(f"SFT comparison recorded in {args.out / sft.PRETRAINED}.json, {record['seconds']:.0f} s")
+        return
+    if args.what == "mae-record":
+        record = record_mae(device=device, directory=args.out)
+        print(f"fine-tuning comparison recorded in {args.out / 'mae_digits'}.json ({record['seconds']:.0f} s), the sweep's probes in "
+              "the mae_digits_ratio*.json files")
+        return
+    if args.what == "peft":
+        record = record_peft_comparison(device=device, directory=args.out)
+        print(f"Chapter 6's comparisons recorded in {args.out / peft_tools.ADAPTER}.json, {record['seconds']:.0f} s")
         return
     if args.what == "charlm":
         run = CharLMPretraining()

@@ -192,3 +192,25 @@ def test_plateau_exit_step():
     assert plateau_exit_step(curve, 0.044, window=10) == 50
     with pytest.raises(ValueError):
         plateau_exit_step(curve, 0.0)
+
+
+def test_finetune_arm_rejects_an_unknown_arm():
+    with pytest.raises(ValueError, match="unknown arm"):
+        mae_mod.finetune_arm("transformer, from BERT", 0)
+
+
+def test_the_fine_tuning_comparison_is_recorded_for_every_arm_and_draw():
+    _, info = load_checkpoint("mae_digits")
+    record = info.result["finetune_comparison"]
+    assert record["command"] == mae_mod.RECORD
+    assert record["transformer_recipe"] == json.loads(json.dumps(dataclasses.asdict(mae_mod.FT_RECIPE)))
+    for arm in mae_mod.FT_ARMS:
+        runs = record["runs"][arm]
+        assert sorted(runs) == [str(s) for s in mae_mod.FT_SEEDS]
+        for run in runs.values():
+            steps = [step for step, _ in run["validation"]]
+            assert steps[-1] == mae_mod.FT_STEPS and run["best_step"] in steps
+    for ratio in (25, 50, 75, 90):
+        _, info = load_checkpoint(f"mae_digits_ratio{ratio}")
+        probe = info.result["cls_probe"]
+        assert probe["command"] == mae_mod.RECORD and len(probe["accuracies"]) == len(probe["seeds"]) == len(mae_mod.FT_SEEDS)

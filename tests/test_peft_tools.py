@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -295,3 +296,44 @@ def test_method_result_percent() -> None:
 def test_pooler_after_prompt_validates_offset() -> None:
     with pytest.raises(ValueError, match="offset"):
         PoolerAfterPrompt(torch.nn.Identity(), -1)
+
+
+def test_adapter_roundtrip_keeps_the_outputs_and_checks_what_it_loads(tmp_path) -> None:
+    from lfd13.peft_tools import load_adapter, save_adapter
+
+    model, data = _trained_lora(), tiny_data()
+    with torch.no_grad():
+        model.base_model.model.classifier.modules_to_save["default"].weight.add_(1.0)  # a trained head
+    info = save_adapter(model, "tiny_lora", seed=0, base="tiny", result={"note": 1}, directory=tmp_path)
+    assert info.kind == "peft" and info.config["r"] == 2 and info.result == {"note": 1}
+    loaded, info2 = load_adapter("tiny_lora", classifier=tiny_classifier(), directory=tmp_path, device="cpu")
+    assert info2 == info
+    torch.testing.assert_close(predict_logits(loaded, data, device="cpu"), predict_logits(model, data, device="cpu"))
+    with pytest.raises(ValueError, match="width"):
+        other = BertForSequenceClassification(tiny_classifier().config.__class__(
+            vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=C))
+        load_adapter("tiny_lora", classifier=other, directory=tmp_path)
+    with pytest.raises(TypeError, match="LoRA"):
+        save_adapter(apply_peft(tiny_classifier(), prompt_tuning_config(2)), "p", seed=0, directory=tmp_path)
+    weights = tmp_path / "tiny_lora.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"x")
+    with pytest.raises(ValueError, match="sha256"):
+        load_adapter(weights, classifier=tiny_classifier())
+
+
+def test_the_shipped_adapter_records_the_chapters_comparisons() -> None:
+    from dataclasses import asdict
+
+    from lfd13.peft_tools import ADAPTER, RANKS, SEEDS
+    from lfd13.shipped import CHECKPOINT_DIR
+
+    record = json.loads((CHECKPOINT_DIR / f"{ADAPTER}.json").read_text())
+    result = record["result"]
+    assert record["command"] == "python -m lfd13.pretrain peft" and record["config"]["r"] == max(RANKS)
+    assert result["recipes"] == json.loads(json.dumps({"full fine-tuning": asdict(FULL_SHORT), "LoRA": asdict(LORA_FINETUNE)}))
+    assert result["seeds"] == list(SEEDS) and result["ranks"] == list(RANKS)
+    for method in ("full fine-tuning", "LoRA r=8"):
+        assert sorted(result["seed_comparison"][method]) == [str(s) for s in SEEDS]
+    for arm in ("alpha fixed", "alpha = 2r"):
+        assert sorted(result["rank_sweep"][arm], key=int) == [str(r) for r in RANKS]
+    assert result["rank_sweep"]["alpha fixed"]["8"] == result["seed_comparison"]["LoRA r=8"]["0"]
