@@ -20,9 +20,10 @@ subpackage), never from its own layer or above, so there is no import cycle
 2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting` —
    data sets, the training loop and recipes, loading pretrained and hub models, figures;
 3. :mod:`~lfd13.evaluation` — probes and few-label experiments;
-4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.mlm`,
-   :mod:`~lfd13.finetune`, :mod:`~lfd13.sft` — one model family each;
-5. :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
+4. :mod:`~lfd13.pretext`, :mod:`~lfd13.clip`, :mod:`~lfd13.mlm`, :mod:`~lfd13.finetune`,
+   :mod:`~lfd13.sft` — one model family each;
+5. :mod:`~lfd13.mae` — masked autoencoders, compared with Chapter 1's CNN of :mod:`~lfd13.pretext`;
+   :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
 6. :mod:`~lfd13.pretrain` — the commands that recreate the shipped checkpoints.
 """
 
