@@ -22,8 +22,9 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -34,9 +35,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lfd13 import shipped
+from lfd13.data import DigitsSplit, labelled_subset
+from lfd13.evaluation import train_and_test
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device, seeded
 from lfd13.train import History, Recipe, train, trim_padding
+from lfd13.train import classification_step as tensor_classification_step
 
 # --------------------------------------------------------------------------- data
 
@@ -395,3 +400,110 @@ def tfidf_baseline(
     clf = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=c, solver="newton-cg", max_iter=2000))
     clf.fit(cut(train_texts), torch.as_tensor(train_labels).numpy())
     return float((clf.predict(cut(test_texts)) == torch.as_tensor(test_labels).numpy()).mean())
+
+
+# --------------------------------------------------------------------------- which layers transfer: images
+
+#: Chapter 5a's image experiment (Yosinski et al. 2014 on digits): the width of the CNN's first
+#: block, the labels per class of a target task, the source network's recipe (digits 0-4, all their
+#: labels) and every target network's.
+TRANSFER_WIDTH, TRANSFER_N_LABELS = 16, 10
+SOURCE_RECIPE = Recipe(steps=300, lr=3e-3)
+TARGET_RECIPE = Recipe(steps=150, lr=3e-3, batch_size=50)
+
+#: Which blocks of the source network a target network copies (and freezes), by name.
+TRANSFER_VARIANTS: dict[str, tuple[int, ...]] = {
+    "none (scratch)": (), "first 2": (0, 1), "last 2": (1, 2), "all (frozen)": (0, 1, 2),
+}
+
+#: The seeds of the target tasks; the control (the unchanged task) gets more, its effects being smaller.
+TRANSFER_SEEDS, TRANSFER_CONTROL_SEEDS = tuple(range(5)), tuple(range(10))
+
+#: Target task -> (the variants run on it, the seeds).
+TRANSFER_RUNS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "new labels": (tuple(TRANSFER_VARIANTS), TRANSFER_SEEDS),
+    "inverted inputs": (tuple(TRANSFER_VARIANTS), TRANSFER_SEEDS),
+    "same task": (("none (scratch)", "first 2", "last 2"), TRANSFER_CONTROL_SEEDS),
+}
+
+#: The shipped source network, whose JSON records every run of :data:`TRANSFER_RUNS`.
+SOURCE_CNN = "transfer_source_cnn"
+
+#: The command that trains the source network and records the runs.
+TRANSFER_RECORD = "python -m lfd13.pretrain transfer"
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def transfer_tasks(digits: DigitsSplit) -> dict[str, tuple[Pair, Pair]]:
+    """The target tasks, each as (labelled pool ``(x, y)``, test set ``(x, y)``) with labels 0-4.
+
+    - ``"new labels"``: the digits 5-9, a change at the output;
+    - ``"inverted inputs"``: the digits 0-4 with ``x -> 1 - x``, a change at the input;
+    - ``"same task"``: the digits 0-4 themselves, the control.
+
+    ``digits``: :func:`lfd13.data.load_digits` at its native 8×8.
+    """
+    src, src_test = digits.y_train < 5, digits.y_test < 5
+    return {
+        "new labels": ((digits.x_train[~src], digits.y_train[~src] - 5), (digits.x_test[~src_test], digits.y_test[~src_test] - 5)),
+        "inverted inputs": ((1 - digits.x_train[src], digits.y_train[src]), (1 - digits.x_test[src_test], digits.y_test[src_test])),
+        "same task": ((digits.x_train[src], digits.y_train[src]), (digits.x_test[src_test], digits.y_test[src_test])),
+    }
+
+
+def train_source_cnn(digits: DigitsSplit, *, seed: int = 0, device: torch.device | str | None = None) -> SmallCNN:
+    """The source network: a :class:`SmallCNN` trained on the digits 0-4 with all their labels (:data:`SOURCE_RECIPE`)."""
+    src = digits.y_train < 5
+    with seeded(seed):
+        model = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
+    train(model, (digits.x_train[src], digits.y_train[src]), tensor_classification_step, SOURCE_RECIPE, seed=seed, device=device)
+    return model.eval()
+
+
+def transfer_accuracy(
+    source: SmallCNN,
+    tasks: dict[str, tuple[Pair, Pair]],
+    task: str,
+    copy_blocks: Sequence[int],
+    seed: int,
+    *,
+    edit: Callable[[SmallCNN], None] | None = None,
+    device: torch.device | str | None = None,
+) -> float:
+    """Test accuracy on ``task`` of a new :class:`SmallCNN` whose blocks ``copy_blocks`` come from ``source``, frozen.
+
+    ``seed`` initialises the new blocks and the head and draws :data:`TRANSFER_N_LABELS` labelled
+    examples per class from the task's pool; the network trains with :data:`TARGET_RECIPE`.
+    ``edit(model)``, if given, may change the copied weights before training.
+    """
+    (x, y), test_set = tasks[task]
+    with seeded(seed):
+        model = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
+    for i in copy_blocks:
+        model.blocks[i].load_state_dict(source.blocks[i].state_dict())
+        model.blocks[i].requires_grad_(False)
+    if edit is not None:
+        edit(model)
+    return train_and_test(model, labelled_subset(x, y, TRANSFER_N_LABELS, seed=seed), test_set, TARGET_RECIPE, seed=seed,
+                          device=device).accuracy
+
+
+def save_source_cnn(
+    model: SmallCNN, *, result: dict[str, Any], name: str = SOURCE_CNN, directory: Path | str = shipped.CHECKPOINT_DIR
+) -> shipped.CheckpointInfo:
+    """Save the source network as a checkpoint, with what the runs on it measured in ``result``."""
+    width = model.blocks[0][0].out_channels
+    return shipped.save(name, model.state_dict(), kind="cnn", command=TRANSFER_RECORD,
+                        config={"num_classes": model.head.out_features, "width": width},
+                        recipe={"source": asdict(SOURCE_RECIPE), "target": asdict(TARGET_RECIPE)}, result=result,
+                        directory=directory)
+
+
+def load_source_cnn(
+    name_or_path: str | Path = SOURCE_CNN, *, device: torch.device | str | None = None, directory: Path | str | None = None
+) -> tuple[SmallCNN, shipped.CheckpointInfo]:
+    """Load the shipped source network after checking its sha256; ``info.result`` holds the recorded runs."""
+    state, info = shipped.load(name_or_path, kind="cnn", command=TRANSFER_RECORD, directory=directory)
+    model = shipped.load_weights(SmallCNN(**info.config), state, info)
+    return model.to(device or "cpu").eval(), info

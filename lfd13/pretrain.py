@@ -14,6 +14,7 @@ sha256 of every file (see :mod:`lfd13.shipped`). Run::
     python -m lfd13.pretrain mlm          # Chapter 2's masked LM and its left-to-right twin
     python -m lfd13.pretrain charlm       # Chapter 5b's character GPT-2, pre-trained on the corpus before SFT
     python -m lfd13.pretrain charlm-sft   # Chapter 5b's SFT comparison from it (4 arms x 3 seeds), recorded in its JSON
+    python -m lfd13.pretrain transfer     # Chapter 5a's source CNN and its layer-transfer runs, recorded in its JSON
     python -m lfd13.pretrain peft         # Chapter 6's LoRA-vs-full seeds and rank sweep; ships the rank-32 adapter
 
 The numbers in the book come from these files, not from this run's log; re-running
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from lfd13 import clip, mlm, peft_tools, pretext, sft, shipped
+from lfd13 import clip, finetune, mlm, peft_tools, pretext, sft, shipped
 from lfd13.data import load_corpus, load_digits
 from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
 from lfd13.mae import (FT_ARMS, FT_RECIPE, FT_SEEDS, RECORD, MaskedAutoencoder, build_mae, cls_probe, finetune_arm, mae_config,
@@ -234,6 +235,28 @@ def record_mae(*, device: Any = None, directory: Path | None = None) -> dict[str
     return record
 
 
+def record_transfer(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Train Chapter 5a's source CNN, run every target network of :data:`lfd13.finetune.TRANSFER_RUNS`, save both.
+
+    ``result["runs"][task][variant]`` holds the test accuracy of each seed, in seed order.
+    """
+    ft = finetune
+    digits = load_digits()
+    tasks = ft.transfer_tasks(digits)
+    start = time.perf_counter()
+    source = ft.train_source_cnn(digits, device=device)
+    runs: dict[str, dict[str, list[float]]] = {}
+    for task, (variants, seeds) in ft.TRANSFER_RUNS.items():
+        for variant in variants:
+            accs = [ft.transfer_accuracy(source, tasks, task, ft.TRANSFER_VARIANTS[variant], s, device=device) for s in seeds]
+            runs.setdefault(task, {})[variant] = [round(a, 5) for a in accs]
+            print(f"  {task}, copy {variant}: {sum(accs) / len(accs):.3f} over {len(seeds)} seeds", flush=True)
+    result = {"seeds": {task: list(seeds) for task, (_, seeds) in ft.TRANSFER_RUNS.items()},
+              "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "runs": runs}
+    ft.save_source_cnn(source.cpu(), result=result, directory=directory or shipped.CHECKPOINT_DIR)
+    return result
+
+
 def record_peft_comparison(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
     """Run Chapter 6's longer comparisons; save the rank sweep's rank-32 adapter with them in its JSON.
 
@@ -390,7 +413,7 @@ def pretrain_pretext(run: PretextPretraining = PretextPretraining(), *, device: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record", "transfer"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -423,6 +446,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         record = record_mae(device=device, directory=args.out)
         print(f"fine-tuning comparison recorded in {args.out / 'mae_digits'}.json ({record['seconds']:.0f} s), the sweep's probes in "
               "the mae_digits_ratio*.json files")
+        return
+    if args.what == "transfer":
+        result = record_transfer(device=device, directory=args.out)
+        print(f"Chapter 5a's runs recorded in {args.out / finetune.SOURCE_CNN}.json, {result['seconds']:.0f} s")
         return
     if args.what == "peft":
         record = record_peft_comparison(device=device, directory=args.out)

@@ -1,5 +1,7 @@
 """Tests for lfd13.finetune: data encoding, classifiers, layer freezing, training step and evaluation."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -185,3 +187,46 @@ def test_train_and_test_early_stopping_restores_the_best_validation_weights(enco
     with pytest.raises(ValueError, match="eval_every"):
         train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.classification_step, score=score,
                        device="cpu", validation=val_set)
+
+
+def test_transfer_tasks_and_a_copied_block_stays_frozen() -> None:
+    from lfd13.data import load_digits
+    from lfd13.finetune import TRANSFER_WIDTH, SmallCNN, transfer_accuracy, transfer_tasks
+
+    digits = load_digits()
+    tasks = transfer_tasks(digits)
+    assert set(tasks) == {"new labels", "inverted inputs", "same task"}
+    for (x, y), (xt, yt) in tasks.values():
+        assert set(y.tolist()) == set(yt.tolist()) == set(range(5)) and len(x) == len(y) and len(xt) == len(yt)
+    torch.testing.assert_close(tasks["inverted inputs"][0][0], 1 - tasks["same task"][0][0])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        source = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    seen = {}
+
+    def keep(model: SmallCNN) -> None:  # the copy, before training
+        seen["model"] = model
+
+    acc = transfer_accuracy(source, tasks, "same task", (0, 1), 0, edit=keep, device="cpu")
+    assert 0.0 <= acc <= 1.0
+    model = seen["model"]
+    for i in (0, 1):  # copied and frozen: equal to the source's block after training
+        for k, v in model.blocks[i].state_dict().items():
+            torch.testing.assert_close(v, before[f"blocks.{i}.{k}"])
+    assert not torch.equal(model.blocks[2][0].weight, source.blocks[2][0].weight)  # learned anew
+    assert all(torch.equal(v, before[k]) for k, v in source.state_dict().items())  # the source is untouched
+
+
+def test_the_shipped_source_cnn_records_every_transfer_run() -> None:
+    from dataclasses import asdict
+
+    from lfd13.finetune import SOURCE_RECIPE, TARGET_RECIPE, TRANSFER_RECORD, TRANSFER_RUNS, load_source_cnn
+
+    model, info = load_source_cnn()
+    assert info.command == TRANSFER_RECORD and model.head.out_features == 5
+    assert info.recipe == json.loads(json.dumps({"source": asdict(SOURCE_RECIPE), "target": asdict(TARGET_RECIPE)}))
+    for task, (variants, seeds) in TRANSFER_RUNS.items():
+        assert info.result["seeds"][task] == list(seeds)
+        assert set(info.result["runs"][task]) == set(variants)
+        assert all(len(accs) == len(seeds) for accs in info.result["runs"][task].values())

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOADERS = """
 import json, pathlib
 import lfd13
-from lfd13 import clip, mae, mlm, peft_tools, pretext, sft, shipped
+from lfd13 import clip, finetune, mae, mlm, peft_tools, pretext, sft, shipped
 from lfd13.data import load_corpus, load_digits, load_newsgroups
 from lfd13.pretrained import load_text_encoder
 
@@ -36,7 +36,8 @@ root = pathlib.Path(lfd13.__file__).parent
 assert "site-packages" in root.parts, f"lfd13 imported from {root}, not from the installed wheel"
 load_digits(); load_corpus(); load_newsgroups()  # the shapes are generated: no files
 loaders = {"mae_": mae.load_checkpoint, "clip_": clip.load_checkpoint, "bert-": mlm.load_checkpoint, "gpt-": sft.load_checkpoint,
-           "pretext_": pretext.load_checkpoint, "lora_": peft_tools.load_adapter}
+           "pretext_": pretext.load_checkpoint, "lora_": peft_tools.load_adapter,
+           "transfer_": finetune.load_source_cnn}
 names = sorted(p.stem for p in (root / "checkpoints").glob("*.json"))
 for name in names:
     [load] = [f for prefix, f in loaders.items() if name.startswith(prefix)] or [None]
