@@ -438,22 +438,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.what == "mlm":
         pretrain_mlm(args.steps or mlm.PretrainConfig.steps, vocab=args.vocab, out=args.out, device=device, only=args.only)
         return
-    if args.what == "charlm-sft":
-        record = record_sft_comparison(device=device, directory=args.out)
-        print(f"SFT comparison recorded in {args.out / sft.PRETRAINED}.json, {record['seconds']:.0f} s")
-        return
-    if args.what == "mae-record":
-        record = record_mae(device=device, directory=args.out)
-        print(f"fine-tuning comparison recorded in {args.out / 'mae_digits'}.json ({record['seconds']:.0f} s), the sweep's probes in "
-              "the mae_digits_ratio*.json files")
-        return
-    if args.what == "transfer":
-        result = record_transfer(device=device, directory=args.out)
-        print(f"Chapter 5a's runs recorded in {args.out / finetune.SOURCE_CNN}.json, {result['seconds']:.0f} s")
-        return
-    if args.what == "peft":
-        record = record_peft_comparison(device=device, directory=args.out)
-        print(f"Chapter 6's comparisons recorded in {args.out / peft_tools.ADAPTER}.json, {record['seconds']:.0f} s")
+    recorders = {  # comparisons recorded in a checkpoint's JSON: command -> (recorder, checkpoint written)
+        "charlm-sft": (record_sft_comparison, sft.PRETRAINED), "mae-record": (record_mae, "mae_digits and mae_digits_ratio*"),
+        "transfer": (record_transfer, finetune.SOURCE_CNN), "peft": (record_peft_comparison, peft_tools.ADAPTER),
+    }
+    if args.what in recorders:
+        recorder, written = recorders[args.what]
+        record = recorder(device=device, directory=args.out)
+        print(f"{args.what}: recorded in {written} ({args.out}), {record['seconds']:.0f} s")
         return
     if args.what == "charlm":
         run = CharLMPretraining()
