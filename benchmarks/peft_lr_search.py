@@ -38,9 +38,9 @@ def main() -> None:
     device = lfd13.setup(seed=0)
     news = load_newsgroups()
     tokenizer, encoder = load_text_encoder(device=device)
-    (texts, labels), (val_texts, val_labels) = news.train_validation(16, 50, seed=0)
-    train = encode_texts(tokenizer, texts, labels, max_length=64)
-    validation = encode_texts(tokenizer, val_texts, val_labels, max_length=64)
+    train = peft_tools.training_posts(news, tokenizer, 0)  # the chapter's draw 0
+    _, (val_texts, val_labels) = news.train_validation(peft_tools.N_PER_CLASS, peft_tools.N_VAL_PER_CLASS, seed=0)
+    validation = encode_texts(tokenizer, val_texts, val_labels, max_length=peft_tools.MAX_LENGTH)
     classes = news.num_classes
 
     def classifier():

@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model
+from peft import (LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model, get_peft_model_state_dict,
+                  set_peft_model_state_dict)
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -527,9 +528,10 @@ def save_adapter(
     command: str = RECREATE,
     directory: Path | str = shipped.CHECKPOINT_DIR,
 ) -> shipped.CheckpointInfo:
-    """Save a LoRA classifier's trainable weights (the ``A``/``B`` matrices and the head) as a checkpoint.
+    """Save a LoRA classifier's adapter (the ``A``/``B`` matrices and the head) as a checkpoint.
 
-    The frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
+    The weights are peft's adapter state dict (``get_peft_model_state_dict``, what ``save_pretrained``
+    writes); the frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
 
     Args:
         model: a ``PeftModel`` made by :func:`apply_peft` with a :func:`lora_config`.
@@ -542,7 +544,7 @@ def save_adapter(
     if not isinstance(config, LoraConfig):
         raise TypeError(f"save_adapter saves LoRA adapters; this model has a {type(config).__name__}")
     base_name, base = base, model.get_base_model()
-    state = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    state = get_peft_model_state_dict(model)
     meta = {"base": base_name, "hidden_size": base.config.hidden_size, "num_labels": base.config.num_labels,
             "r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules),
             "lora_dropout": config.lora_dropout, "use_rslora": config.use_rslora, "seed": seed}
@@ -581,12 +583,12 @@ def load_adapter(
     config = lora_config(cfg["r"], alpha=cfg["lora_alpha"], target_modules=cfg["target_modules"],
                          dropout=cfg["lora_dropout"], use_rslora=cfg["use_rslora"])
     model = apply_peft(classifier, config, seed=cfg["seed"])
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    if trainable != set(state):
+    expected = set(get_peft_model_state_dict(model))
+    if expected != set(state):
         raise RuntimeError(
             f"the weights of adapter {info.name!r} do not fit the model built from its config: missing "
-            f"{sorted(trainable - set(state))[:3]}, unexpected {sorted(set(state) - trainable)[:3]}. "
+            f"{sorted(expected - set(state))[:3]}, unexpected {sorted(set(state) - expected)[:3]}. "
             f"Re-create it with `{info.command}`"
         )
-    model.load_state_dict(state, strict=False)  # the frozen base weights come from ``classifier``
+    set_peft_model_state_dict(model, state)  # the frozen base weights come from ``classifier``
     return model.to(device or next(classifier.parameters()).device).eval(), info
