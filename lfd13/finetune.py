@@ -37,9 +37,10 @@ from transformers import (
 
 from lfd13 import shipped
 from lfd13.data import DigitsSplit, labelled_subset
-from lfd13.evaluation import train_and_test
+from lfd13.evaluation import TrainTestResult, train_and_test
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device, seeded
+from lfd13.sampling import split_indices
 from lfd13.train import History, Recipe, train, trim_padding
 from lfd13.train import classification_step as tensor_classification_step
 
@@ -507,3 +508,95 @@ def load_source_cnn(
     state, info = shipped.load(name_or_path, kind="cnn", command=TRANSFER_RECORD, directory=directory)
     model = shipped.load_weights(SmallCNN(**info.config), state, info)
     return model.to(device or "cpu").eval(), info
+
+
+# --------------------------------------------------------------------------- Chapter 5's comparison
+
+#: Chapter 5's transformer runs: labelled posts per class, label draws, validation posts per class
+#: (from the train pool, never among the labelled ones), the validation interval, the posts' length.
+COMPARISON_BUDGETS, COMPARISON_SEEDS = (16, 64), (0, 1)
+COMPARISON_N_VAL, COMPARISON_EVAL_EVERY, COMPARISON_MAX_TOKENS = 20, 8, 64
+
+#: Pretrained (True) or random (False) initialisation -> its recipe: Chapter 5's preset, at most 32
+#: steps pretrained; a random start gets twice the steps and a larger learning rate.
+COMPARISON_RECIPES: dict[bool, Recipe] = {True: replace(FULL_FINETUNE, steps=32, warmup=3),
+                                          False: replace(FULL_FINETUNE, steps=64, warmup=6, lr=5e-4)}
+
+#: The record of every run (a JSON file beside the checkpoints, no weights) and its command.
+COMPARISON = "finetune_newsgroups"
+COMPARISON_RECORD = "python -m lfd13.pretrain finetune-record"
+
+#: The runs recorded: ``(labelled posts per class, seed, pretrained)``; from scratch runs once, at
+#: the larger budget, since it costs twice as much.
+COMPARISON_RUNS: tuple[tuple[int, int, bool], ...] = (
+    *((n, s, True) for n in COMPARISON_BUDGETS for s in COMPARISON_SEEDS),
+    (max(COMPARISON_BUDGETS), COMPARISON_SEEDS[0], False),
+)
+
+
+def comparison_draw(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``n`` labelled posts per class and of the seed's validation posts (the same for every ``n``)."""
+    train_idx, _ = split_indices(labels, n, COMPARISON_N_VAL, seed=seed)
+    _, val_idx = split_indices(labels, max(COMPARISON_BUDGETS), COMPARISON_N_VAL, seed=seed)
+    return train_idx, val_idx
+
+
+def early_stopped_run(
+    encoder: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Any,
+    test: EncodedTexts,
+    n: int,
+    seed: int,
+    *,
+    pretrained: bool,
+    device: torch.device | str | None = None,
+) -> TrainTestResult:
+    """One of Chapter 5's runs: train on ``n`` posts per class, validate every
+    :data:`COMPARISON_EVAL_EVERY` steps, test the best weights (:func:`lfd13.evaluation.train_and_test`).
+
+    Args:
+        data: :func:`lfd13.data.load_newsgroups`'s split (``train_texts``, ``train_labels``, ``num_classes``).
+        test: the encoded test posts.
+
+    Returns:
+        The :class:`lfd13.evaluation.TrainTestResult`.
+    """
+    def encode(idx: torch.Tensor) -> EncodedTexts:
+        return encode_texts(tokenizer, [data.train_texts[i] for i in idx.tolist()], data.train_labels[idx],
+                            max_length=COMPARISON_MAX_TOKENS)
+
+    train_idx, val_idx = comparison_draw(data.train_labels, n, seed)
+    model = sequence_classifier(encoder, num_labels=data.num_classes, pretrained=pretrained, seed=seed)
+    return train_and_test(model, encode(train_idx), test, COMPARISON_RECIPES[pretrained], seed=seed, step=classification_step,
+                          score=evaluate_accuracy, device=device, validation=encode(val_idx), eval_every=COMPARISON_EVAL_EVERY)
+
+
+def run_key(n: int, seed: int, pretrained: bool) -> str:
+    """The record's key of a run: ``"64/class, seed 0, pretrained"``."""
+    return f"{n}/class, seed {seed}, {'pretrained' if pretrained else 'from scratch'}"
+
+
+def comparison_record(result: TrainTestResult) -> dict[str, Any]:
+    """What the record keeps of a run: test accuracy, chosen step, validation curve, seconds."""
+    return {"accuracy": round(result.accuracy, 5), "best_step": result.best_step,
+            "validation": [[step, round(v, 4)] for step, v in result.history.evals["validation"]],
+            "seconds": round(result.history.seconds[-1], 1)}
+
+
+def load_comparison(
+    name_or_path: str | Path = COMPARISON, *, directory: Path | str | None = None
+) -> tuple[dict[tuple[int, int, bool], TrainTestResult], shipped.CheckpointInfo]:
+    """Chapter 5's recorded runs, as ``(n, seed, pretrained) -> TrainTestResult``.
+
+    Each result's history holds the validation curve and the run's seconds, not its losses.
+    """
+    info = shipped.load_record(name_or_path, command=COMPARISON_RECORD, directory=directory)
+    runs = {}
+    for key in COMPARISON_RUNS:
+        row = info.result["runs"].get(run_key(*key))
+        if row is None:
+            raise ValueError(f"the record {info.name!r} has no run {run_key(*key)!r}; re-create it with `{COMPARISON_RECORD}`")
+        history = History(seconds=[row["seconds"]], evals={"validation": [(s, v) for s, v in row["validation"]]})
+        runs[key] = TrainTestResult(accuracy=row["accuracy"], history=history, best_step=row["best_step"])
+    return runs, info

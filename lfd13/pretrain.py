@@ -14,6 +14,7 @@ sha256 of every file (see :mod:`lfd13.shipped`). Run::
     python -m lfd13.pretrain mlm          # Chapter 2's masked LM and its left-to-right twin
     python -m lfd13.pretrain charlm       # Chapter 5b's character GPT-2, pre-trained on the corpus before SFT
     python -m lfd13.pretrain charlm-sft   # Chapter 5b's SFT comparison from it (4 arms x 3 seeds), recorded in its JSON
+    python -m lfd13.pretrain finetune-record  # Chapter 5's fine-tuning and from-scratch runs, a record (JSON alone)
     python -m lfd13.pretrain transfer     # Chapter 5a's source CNN and its layer-transfer runs, recorded in its JSON
     python -m lfd13.pretrain peft         # Chapter 6's LoRA-vs-full seeds and rank sweep; ships the rank-32 adapter
 
@@ -235,6 +236,36 @@ def record_mae(*, device: Any = None, directory: Path | None = None) -> dict[str
     return record
 
 
+def record_finetune_comparison(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Run Chapter 5's transformer runs (:data:`lfd13.finetune.COMPARISON_RUNS`) and save them as a record.
+
+    ``result["runs"][run_key]`` holds each run's test accuracy, the step chosen on validation, its
+    validation curve and its seconds; no weights are kept.
+    """
+    from lfd13.data.newsgroups import load_newsgroups
+    from lfd13.pretrained import load_text_encoder
+
+    ft = finetune
+    data = load_newsgroups(n_test_per_class=40)
+    tokenizer, encoder = load_text_encoder(device=device)
+    test = ft.encode_texts(tokenizer, data.test_texts, data.test_labels, max_length=ft.COMPARISON_MAX_TOKENS)
+    start, runs = time.perf_counter(), {}
+    for n, seed, pretrained in ft.COMPARISON_RUNS:
+        res = ft.early_stopped_run(encoder, tokenizer, data, test, n, seed, pretrained=pretrained, device=device)
+        runs[ft.run_key(n, seed, pretrained)] = ft.comparison_record(res)
+        print(f"  {ft.run_key(n, seed, pretrained)}: accuracy {res.accuracy:.3f} at step {res.best_step}", flush=True)
+    result = {"seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "n_test": len(test.labels),
+              "runs": runs}
+    shipped.save_record(ft.COMPARISON, command=ft.COMPARISON_RECORD,
+                        config={"budgets": list(ft.COMPARISON_BUDGETS), "seeds": list(ft.COMPARISON_SEEDS),
+                                "n_val": ft.COMPARISON_N_VAL, "eval_every": ft.COMPARISON_EVAL_EVERY,
+                                "max_tokens": ft.COMPARISON_MAX_TOKENS},
+                        recipe={"pretrained": asdict(ft.COMPARISON_RECIPES[True]),
+                                "from scratch": asdict(ft.COMPARISON_RECIPES[False])},
+                        result=result, directory=directory or shipped.CHECKPOINT_DIR)
+    return result
+
+
 def record_transfer(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
     """Train Chapter 5a's source CNN, run every target network of :data:`lfd13.finetune.TRANSFER_RUNS`, save both.
 
@@ -262,6 +293,9 @@ def record_peft_comparison(*, device: Any = None, directory: Path | None = None)
 
     - ``seeds``: full fine-tuning and LoRA (r = 8, alpha = 16) for every seed of
       :data:`lfd13.peft_tools.SEEDS`, each seed drawing its labelled posts, head and batch order;
+    - ``update_energy``: the share of seed 0's full fine-tuning update (W - W0) of every layer's
+      query and value matrices in their top :data:`lfd13.peft_tools.ENERGY_TOP_K` singular
+      directions, and the same for a full fine-tuning on shuffled labels (the control);
     - ``rank_sweep``: LoRA at seed 0 for every rank of :data:`lfd13.peft_tools.RANKS`, with alpha
       fixed at :data:`lfd13.peft_tools.LORA_ALPHA` and with alpha = 2 r, all at LoRA's learning rate
       (the rank-8, alpha-16 run is seed 0 of ``seeds``).
@@ -269,7 +303,7 @@ def record_peft_comparison(*, device: Any = None, directory: Path | None = None)
     Every run is the chapter's: the same posts, recipes and :func:`lfd13.peft_tools.fit_and_score`.
     """
     from lfd13.data.newsgroups import load_newsgroups
-    from lfd13.finetune import sequence_classifier
+    from lfd13.finetune import sequence_classifier, train_classifier
     from lfd13.pretrained import load_text_encoder
 
     pt = peft_tools
@@ -285,10 +319,17 @@ def record_peft_comparison(*, device: Any = None, directory: Path | None = None)
         return {"accuracy": round(row.accuracy, 5), "trainable": row.trainable, "seconds": round(row.seconds, 1)}
 
     seeds: dict[str, dict[str, Any]] = {"full fine-tuning": {}, "LoRA r=8": {}}
+    energy: dict[str, Any] = {"top_k": pt.ENERGY_TOP_K}  # the seed-0 update's low-rank share, with a shuffled-label control
     for seed in pt.SEEDS:
         train_set = pt.training_posts(news, tokenizer, seed)
         full = sequence_classifier(encoder, num_labels=classes, seed=seed)
         seeds["full fine-tuning"][str(seed)] = run(full, train_set, pt.FULL_SHORT, seed, "full fine-tuning")
+        if seed == 0:
+            before = sequence_classifier(encoder, num_labels=classes, seed=seed)
+            null = sequence_classifier(encoder, num_labels=classes, seed=seed)
+            train_classifier(null, pt.shuffled_labels(train_set, seed=seed), pt.FULL_SHORT, seed=seed, device=device)
+            energy |= {"task labels": pt.update_energy(before, full), "shuffled labels": pt.update_energy(before, null)}
+            del before, null
         lora = pt.apply_peft(sequence_classifier(encoder, num_labels=classes, seed=seed), pt.lora_config(8), seed=seed)
         seeds["LoRA r=8"][str(seed)] = run(lora, train_set, pt.LORA_FINETUNE, seed, "LoRA r=8")
     train_set, kept = pt.training_posts(news, tokenizer, 0), None
@@ -308,7 +349,7 @@ def record_peft_comparison(*, device: Any = None, directory: Path | None = None)
               "n_per_class": pt.N_PER_CLASS, "n_test": len(test.labels), "max_length": pt.MAX_LENGTH,
               "recipes": {"full fine-tuning": asdict(pt.FULL_SHORT), "LoRA": asdict(pt.LORA_FINETUNE)},
               "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
-              "seed_comparison": seeds, "rank_sweep": sweep}
+              "seed_comparison": seeds, "rank_sweep": sweep, "update_energy": energy}
     pt.save_adapter(kept.cpu(), pt.ADAPTER, seed=0, recipe=asdict(pt.LORA_FINETUNE), result=record,
                     directory=directory or shipped.CHECKPOINT_DIR)
     return record
@@ -413,7 +454,7 @@ def pretrain_pretext(run: PretextPretraining = PretextPretraining(), *, device: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record", "transfer"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record", "transfer", "finetune-record"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -441,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     recorders = {  # comparisons recorded in a checkpoint's JSON: command -> (recorder, checkpoint written)
         "charlm-sft": (record_sft_comparison, sft.PRETRAINED), "mae-record": (record_mae, "mae_digits and mae_digits_ratio*"),
         "transfer": (record_transfer, finetune.SOURCE_CNN), "peft": (record_peft_comparison, peft_tools.ADAPTER),
+        "finetune-record": (record_finetune_comparison, finetune.COMPARISON),
     }
     if args.what in recorders:
         recorder, written = recorders[args.what]

@@ -10,6 +10,9 @@ longer training than that. Such a model is trained once by a reproducible comman
   that recreates it, and the sha256 of every file of the checkpoint;
 - optionally more files named ``<name>.<suffix>`` (e.g. a tokenizer's vocabulary).
 
+A *record* is the JSON file alone, of kind ``"record"``: what a longer comparison measured
+when its models need not ship (:func:`save_record`, :func:`load_record`).
+
 :func:`load` checks every hash before anything is read; the model modules
 (:mod:`lfd13.mae`, :mod:`lfd13.clip`, :mod:`lfd13.mlm`) build the model from ``config``
 and load the weights strictly. Every error names the command that recreates the checkpoint.
@@ -38,7 +41,7 @@ class CheckpointInfo:
     """The JSON file of a checkpoint."""
 
     name: str  # e.g. "mae_digits"
-    kind: str  # which module builds the model: "mae", "clip" or "mlm"
+    kind: str  # which module builds the model ("mae", "clip", "mlm", ...), or "record": the JSON file alone
     command: str  # the command that recreates the checkpoint
     config: dict[str, Any]  # the model's configuration (enough to build it before loading the weights)
     recipe: dict[str, Any]  # the training recipe
@@ -116,8 +119,7 @@ def save(
         extra.write_text(text, encoding="utf-8")
         files[extra.name] = sha256_file(extra)
     info = CheckpointInfo(name=name, kind=kind, command=command, config=config, recipe=recipe, result=result or {}, files=files)
-    record = {"format": FORMAT, **{k: getattr(info, k) for k in ("name", "kind", "command", "config", "recipe", "result", "files")}}
-    (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    _write_json(info, directory)
     return info
 
 
@@ -171,6 +173,40 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], info: C
             f"Re-create the checkpoint with `{info.command}`"
         ) from None
     return model
+
+
+def _write_json(info: CheckpointInfo, directory: Path) -> None:
+    record = {"format": FORMAT, **{k: getattr(info, k) for k in ("name", "kind", "command", "config", "recipe", "result", "files")}}
+    (directory / f"{info.name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def save_record(
+    name: str,
+    *,
+    command: str,
+    config: dict[str, Any],
+    recipe: dict[str, Any],
+    result: dict[str, Any],
+    directory: Path | str = CHECKPOINT_DIR,
+) -> CheckpointInfo:
+    """Write a record: ``<name>.json`` alone, of kind ``"record"``, in the checkpoints' format (no weights)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    info = CheckpointInfo(name=name, kind="record", command=command, config=config, recipe=recipe, result=result)
+    _write_json(info, directory)
+    return info
+
+
+def load_record(name_or_path: str | Path, *, command: str, directory: Path | str | None = None) -> CheckpointInfo:
+    """Read a record written by :func:`save_record`; ``command`` recreates it and is quoted when it is missing."""
+    name, folder = locate(name_or_path, directory)
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no record {name!r} in {folder} (it needs {name}.json). Create it with `{command}`")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.pop("format", None) != FORMAT or record.get("kind") != "record":
+        raise ValueError(f"{path} is not an {FORMAT} record (kind {record.get('kind')!r}); re-create it with `{command}`")
+    return CheckpointInfo(**record)
 
 
 def extra_file(info: CheckpointInfo, suffix: str, name_or_path: str | Path, directory: Path | str | None = None) -> Path:

@@ -230,3 +230,45 @@ def test_the_shipped_source_cnn_records_every_transfer_run() -> None:
         assert info.result["seeds"][task] == list(seeds)
         assert set(info.result["runs"][task]) == set(variants)
         assert all(len(accs) == len(seeds) for accs in info.result["runs"][task].values())
+
+
+def test_a_record_round_trips_and_refuses_what_is_not_one(tmp_path) -> None:
+    from lfd13 import shipped
+
+    info = shipped.save_record("r", command="make it", config={"a": 1}, recipe={"b": 2}, result={"c": [3]}, directory=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # the JSON alone, no weights
+    assert shipped.load_record("r", command="make it", directory=tmp_path) == info
+    assert shipped.load_record(tmp_path / "r.json", command="make it") == info
+    with pytest.raises(FileNotFoundError, match="make it"):
+        shipped.load_record("missing", command="make it", directory=tmp_path)
+    shipped.save("w", {"x": torch.zeros(1)}, kind="cnn", command="c", config={}, recipe={}, directory=tmp_path)
+    with pytest.raises(ValueError, match="not an .* record .*'cnn'.*make it"):
+        shipped.load_record("w", command="make it", directory=tmp_path)
+
+
+def test_the_shipped_comparison_record_holds_every_run_of_chapter_5() -> None:
+    from dataclasses import asdict
+
+    from lfd13.finetune import COMPARISON_RECIPES, COMPARISON_RECORD, COMPARISON_RUNS, load_comparison
+
+    runs, info = load_comparison()
+    assert info.kind == "record" and info.command == COMPARISON_RECORD and set(runs) == set(COMPARISON_RUNS)
+    assert info.recipe == json.loads(json.dumps({"pretrained": asdict(COMPARISON_RECIPES[True]),
+                                                 "from scratch": asdict(COMPARISON_RECIPES[False])}))
+    for (n, seed, pretrained), run in runs.items():
+        steps = [s for s, _ in run.history.evals["validation"]]
+        assert 0 <= run.accuracy <= 1 and run.best_step in steps and steps[-1] == COMPARISON_RECIPES[pretrained].steps
+        assert run.history.seconds[-1] > 0
+
+
+def test_load_comparison_names_a_missing_run(tmp_path) -> None:
+    from lfd13 import shipped
+    from lfd13.finetune import COMPARISON, COMPARISON_RECORD, load_comparison
+
+    info = shipped.load_record(COMPARISON, command=COMPARISON_RECORD)
+    runs = dict(info.result["runs"])
+    runs.pop(next(iter(runs)))
+    shipped.save_record(COMPARISON, command=info.command, config=info.config, recipe=info.recipe,
+                        result={**info.result, "runs": runs}, directory=tmp_path)
+    with pytest.raises(ValueError, match="has no run .*pretrain finetune-record"):
+        load_comparison(directory=tmp_path)

@@ -37,7 +37,8 @@ assert "site-packages" in root.parts, f"lfd13 imported from {root}, not from the
 load_digits(); load_corpus(); load_newsgroups()  # the shapes are generated: no files
 loaders = {"mae_": mae.load_checkpoint, "clip_": clip.load_checkpoint, "bert-": mlm.load_checkpoint, "gpt-": sft.load_checkpoint,
            "pretext_": pretext.load_checkpoint, "lora_": peft_tools.load_adapter,
-           "transfer_": finetune.load_source_cnn}
+           "transfer_": finetune.load_source_cnn,
+           "finetune_": lambda name, device: finetune.load_comparison(name)}  # a record: the JSON alone
 names = sorted(p.stem for p in (root / "checkpoints").glob("*.json"))
 for name in names:
     [load] = [f for prefix, f in loaders.items() if name.startswith(prefix)] or [None]
