@@ -203,6 +203,14 @@ def test_nsp_features_and_similarity(tok, texts):
     assert sim.shape == (12,) and torch.allclose(sim, mlm.sentence_similarity(encoder, tok, swapped, max_len=16), atol=1e-5)
     same = mlm.sentence_similarity(encoder, tok, [mlm.SentencePair("The snow fell.", "The snow fell.", True)], max_len=16)
     assert same.item() == pytest.approx(1.0, abs=1e-5)
+    cache = {}
+    assert torch.allclose(mlm.sentence_similarity(encoder, tok, pairs, max_len=16, cache=cache), sim, atol=1e-5)
+    assert set(cache) == {s for p in pairs for s in (p.first, p.second)}
+    calls = []
+    hook = encoder.register_forward_hook(lambda *args: calls.append(1))
+    again = mlm.sentence_similarity(encoder, tok, swapped, max_len=16, cache=cache)  # every sentence is in the cache
+    hook.remove()
+    assert calls == [] and torch.allclose(again, sim, atol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
         mlm.pair_features(encoder, tok, pairs, pooling="max")
     with pytest.raises(ValueError, match="empty"):

@@ -155,6 +155,7 @@ def sentence_similarity(
     *,
     max_len: int = 64,
     batch_size: int = 128,
+    cache: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Cosine similarity of A's and B's sentence embeddings, each sentence encoded on its own.
 
@@ -162,18 +163,23 @@ def sentence_similarity(
     (:func:`lfd13.pretrained.mean_pool`, as sentence-transformers does). The two sentences never
     see each other, so the score measures only how alike they are (topic, vocabulary, style).
 
+    Args:
+        cache: sentence -> unit embedding [D], from earlier calls with the same encoder; the
+            sentences it holds are not encoded again, and the new ones are added to it.
+
     Returns:
         [N] cosine similarities on the CPU.
     """
     if not pairs:
         raise ValueError("pairs is empty")
     encoder.eval()
-    sentences = sorted({s for p in pairs for s in (p.first, p.second)}, key=lambda t: (-len(t), t))  # longest first
+    table = {} if cache is None else cache  # sentence -> unit vector [D]
+    sentences = sorted({s for p in pairs for s in (p.first, p.second)} - table.keys(), key=lambda t: (-len(t), t))  # longest first
     vectors = []
     for i in range(0, len(sentences), batch_size):
         enc = tokenizer(sentences[i : i + batch_size], truncation=True, max_length=max_len, padding=True,
                         return_tensors="pt").to(_device(encoder))
         hidden = encoder(**enc).last_hidden_state  # (b, L, D)
         vectors.append(torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).float().cpu())
-    table = dict(zip(sentences, torch.cat(vectors)))  # sentence -> unit vector [D]
+    table.update(zip(sentences, torch.cat(vectors)) if vectors else ())
     return torch.stack([table[p.first] @ table[p.second] for p in pairs])
