@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ from lfd13.finetune import (
     train_classifier,
 )
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
-from lfd13.runtime import seeded
+from lfd13.runtime import make_generator, seeded
 from lfd13.train import Recipe
 
 #: The chapter's budget for every method: Chapter 5's optimiser (:data:`lfd13.finetune.FULL_FINETUNE`:
@@ -419,6 +419,24 @@ class MethodResult:
     def percent(self) -> float:
         """Trainable parameters as a percentage of ``total``."""
         return 100.0 * self.trainable / self.total
+
+
+#: How many top singular directions Chapter 6 measures a fine-tuning update's share in.
+ENERGY_TOP_K = 8
+
+
+def update_energy(
+    before: nn.Module, after: nn.Module, *, k: int = ENERGY_TOP_K, kinds: Sequence[str] = ("query", "value")
+) -> dict[str, list[float]]:
+    """For each attention matrix kind, layer by layer: :func:`energy_in_top_k` of its update ``after - before``."""
+    return {kind: [energy_in_top_k(delta, k) for delta in
+                   weight_updates(before, after, suffix=f"attention.self.{kind}.weight").values()] for kind in kinds}
+
+
+def shuffled_labels(data: EncodedTexts, *, seed: int) -> EncodedTexts:
+    """The same posts with their labels permuted: an update trained on them has the model's structure but no task."""
+    perm = torch.randperm(len(data.labels), generator=make_generator(seed))
+    return EncodedTexts(data.input_ids, data.attention_mask, data.labels[perm])
 
 
 def trainable_parameters(model: nn.Module) -> int:

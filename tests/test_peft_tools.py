@@ -321,10 +321,27 @@ def test_adapter_roundtrip_keeps_the_outputs_and_checks_what_it_loads(tmp_path) 
         load_adapter(weights, classifier=tiny_classifier())
 
 
+def test_update_energy_per_layer_and_shuffled_labels() -> None:
+    from lfd13.peft_tools import shuffled_labels, update_energy
+
+    before, after = tiny_classifier(), tiny_classifier()
+    with torch.no_grad():
+        for layer in after.bert.encoder.layer:
+            layer.attention.self.query.weight += torch.outer(torch.ones(D), torch.arange(D, dtype=torch.float))  # rank 1
+            layer.attention.self.value.weight += torch.eye(D)  # every direction alike
+    energy = update_energy(before, after, k=1)
+    assert energy["query"] == pytest.approx([1.0] * LAYERS) and energy["value"] == pytest.approx([1 / D] * LAYERS)
+    data = EncodedTexts(torch.arange(12).view(6, 2), torch.ones(6, 2, dtype=torch.long), torch.tensor([0, 0, 0, 1, 1, 2]))
+    shuffled = shuffled_labels(data, seed=0)
+    assert torch.equal(shuffled.input_ids, data.input_ids) and not torch.equal(shuffled.labels, data.labels)
+    assert sorted(shuffled.labels.tolist()) == data.labels.tolist()
+    assert torch.equal(shuffled_labels(data, seed=0).labels, shuffled.labels)  # the seed decides the permutation
+
+
 def test_the_shipped_adapter_records_the_chapters_comparisons() -> None:
     from dataclasses import asdict
 
-    from lfd13.peft_tools import ADAPTER, RANKS, SEEDS
+    from lfd13.peft_tools import ADAPTER, ENERGY_TOP_K, RANKS, SEEDS
     from lfd13.shipped import CHECKPOINT_DIR
 
     record = json.loads((CHECKPOINT_DIR / f"{ADAPTER}.json").read_text())
@@ -337,3 +354,8 @@ def test_the_shipped_adapter_records_the_chapters_comparisons() -> None:
     for arm in ("alpha fixed", "alpha = 2r"):
         assert sorted(result["rank_sweep"][arm], key=int) == [str(r) for r in RANKS]
     assert result["rank_sweep"]["alpha fixed"]["8"] == result["seed_comparison"]["LoRA r=8"]["0"]
+    energy = result["update_energy"]
+    assert energy["top_k"] == ENERGY_TOP_K
+    for labels in ("task labels", "shuffled labels"):
+        assert {kind: len(shares) for kind, shares in energy[labels].items()} == {"query": 6, "value": 6}  # MiniLM's layers
+        assert all(0 < share <= 1 for shares in energy[labels].values() for share in shares)
