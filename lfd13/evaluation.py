@@ -227,6 +227,18 @@ class TrainTestResult:
     history: History  # the training run (with validation: ``history.evals["validation"]``, (step, score) pairs)
     best_step: int | None = None  # with validation: the step whose weights were tested (early stopping)
 
+    def to_record(self) -> dict[str, Any]:
+        """What a recorded comparison keeps of the run, as JSON: test accuracy, chosen step, validation curve, seconds."""
+        return {"accuracy": round(self.accuracy, 5), "best_step": self.best_step,
+                "validation": [[step, round(v, 4)] for step, v in self.history.evals.get("validation", [])],
+                "seconds": round(self.history.seconds[-1], 1)}
+
+    @classmethod
+    def from_record(cls, row: dict[str, Any]) -> TrainTestResult:
+        """The run as :meth:`to_record` kept it; its history holds the validation curve and the seconds, not the losses."""
+        history = History(seconds=[row["seconds"]], evals={"validation": [(s, v) for s, v in row["validation"]]})
+        return cls(accuracy=row["accuracy"], history=history, best_step=row["best_step"])
+
 
 def train_and_test(
     model: torch.nn.Module,

@@ -577,26 +577,15 @@ def run_key(n: int, seed: int, pretrained: bool) -> str:
     return f"{n}/class, seed {seed}, {'pretrained' if pretrained else 'from scratch'}"
 
 
-def comparison_record(result: TrainTestResult) -> dict[str, Any]:
-    """What the record keeps of a run: test accuracy, chosen step, validation curve, seconds."""
-    return {"accuracy": round(result.accuracy, 5), "best_step": result.best_step,
-            "validation": [[step, round(v, 4)] for step, v in result.history.evals["validation"]],
-            "seconds": round(result.history.seconds[-1], 1)}
-
-
 def load_comparison(
     name_or_path: str | Path = COMPARISON, *, directory: Path | str | None = None
 ) -> tuple[dict[tuple[int, int, bool], TrainTestResult], shipped.CheckpointInfo]:
-    """Chapter 5's recorded runs, as ``(n, seed, pretrained) -> TrainTestResult``.
-
-    Each result's history holds the validation curve and the run's seconds, not its losses.
-    """
+    """Chapter 5's recorded runs, as ``(n, seed, pretrained) -> TrainTestResult`` (:meth:`~lfd13.evaluation.TrainTestResult.from_record`)."""
     info = shipped.load_record(name_or_path, command=COMPARISON_RECORD, directory=directory)
     runs = {}
     for key in COMPARISON_RUNS:
         row = info.result["runs"].get(run_key(*key))
         if row is None:
             raise ValueError(f"the record {info.name!r} has no run {run_key(*key)!r}; re-create it with `{COMPARISON_RECORD}`")
-        history = History(seconds=[row["seconds"]], evals={"validation": [(s, v) for s, v in row["validation"]]})
-        runs[key] = TrainTestResult(accuracy=row["accuracy"], history=history, best_step=row["best_step"])
+        runs[key] = TrainTestResult.from_record(row)
     return runs, info

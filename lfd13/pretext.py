@@ -43,8 +43,9 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from lfd13 import shipped
-from lfd13.evaluation import extract_features, linear_probe
+from lfd13.evaluation import TrainTestResult, extract_features, linear_probe, train_and_test
 from lfd13.runtime import get_device, make_generator, seeded
+from lfd13.sampling import split_indices, subset_indices
 from lfd13.train import History, Recipe, train
 
 FAMILIES = ("rotation", "masked", "contrastive", "clustering")
@@ -586,3 +587,54 @@ def load_checkpoint(
     family = fields.pop("family")
     task = shipped.load_weights(build_task(family, PretextConfig(**fields)), state, info)
     return task.to(device or "cpu").eval(), info
+
+
+# --------------------------------------------------------------------------- what transfer buys (slide 8)
+
+#: Chapter 1b's probe runs: run r draws its labelled images with seed r and reads the encoder of
+#: pre-training seed ``r % len(SHIPPED_SEEDS)``. The CNN from scratch uses the same label draws.
+PROBE_RUNS = tuple(range(6))
+
+#: Labels per class of the data-efficiency comparison; labels per class and the validation
+#: interval of the fine-tuning comparison.
+BENEFIT_BUDGETS, FINETUNE_LABELS, FINETUNE_EVAL_EVERY = (1, 10), 10, 20
+
+#: The record of Chapter 1b's trainings for slide 8 (the JSON file alone) and its command.
+BENEFITS = "pretext_benefits"
+BENEFITS_RECORD = "python -m lfd13.pretrain pretext-benefits"
+
+
+def best_by_validation(infos: Mapping[str, Sequence[shipped.CheckpointInfo]]) -> tuple[str, str]:
+    """The (family, layer) whose recorded validation probe, at the end of pre-training, is best on average over seeds.
+
+    ``infos``: family -> the shipped checkpoints' infos, one per seed (``info.result["validation_probe"]``).
+    """
+    return max(((f, layer) for f in infos for layer in LAYERS),
+               key=lambda k: float(np.mean([info.result["validation_probe"][k[1]][-1] for info in infos[k[0]]])))
+
+
+def scratch_accuracy(digits: Any, n: int, draw: int, *, device: torch.device | str | None = None) -> float:
+    """Test accuracy of Chapter 1a's CNN (:func:`scratch_cnn`) trained from scratch on ``n`` labels per class of ``draw``."""
+    idx = subset_indices(digits.y_train, n, seed=draw)
+    return train_and_test(scratch_cnn(seed=draw), (digits.x_train[idx], digits.y_train[idx]), (digits.x_test, digits.y_test),
+                          SCRATCH_RECIPE, seed=draw, device=device).accuracy
+
+
+def finetune_run(encoder: ConvEncoder, digits: Any, seed: int, *, n_val: int, device: torch.device | str | None = None) -> TrainTestResult:
+    """Fine-tune a copy of ``encoder`` with a fresh linear head on :data:`FINETUNE_LABELS` labels per class.
+
+    The labelled images are the probes' draw ``seed``; ``n_val`` further images per class are the
+    validation split, scored every :data:`FINETUNE_EVAL_EVERY` steps, and the best step's weights
+    are tested (:func:`lfd13.evaluation.train_and_test` with :data:`SCRATCH_RECIPE`).
+    """
+    tr, va = split_indices(digits.y_train, FINETUNE_LABELS, n_val, seed=seed)
+    return train_and_test(encoder_classifier(encoder, seed=seed), (digits.x_train[tr], digits.y_train[tr]),
+                          (digits.x_test, digits.y_test), SCRATCH_RECIPE, seed=seed, device=device,
+                          validation=(digits.x_train[va], digits.y_train[va]), eval_every=FINETUNE_EVAL_EVERY)
+
+
+def load_benefits(name_or_path: str | Path = BENEFITS, *, directory: Path | str | None = None) -> shipped.CheckpointInfo:
+    """The record of :data:`BENEFITS`: ``result["scratch"][n]`` the CNN's test accuracy per probe run,
+    ``result["finetune"][start]`` one :meth:`~lfd13.evaluation.TrainTestResult.to_record` row per seed
+    (``start``: ``"pre-trained"`` or ``"random weights"``), ``result["family"]`` the family fine-tuned."""
+    return shipped.load_record(name_or_path, command=BENEFITS_RECORD, directory=directory)

@@ -7,6 +7,7 @@ pre-training than that. This module is the recipe: it trains the model with
 sha256 of every file (see :mod:`lfd13.shipped`). Run::
 
     python -m lfd13.pretrain pretext      # Chapter 1b's four pretext families, three seeds each
+    python -m lfd13.pretrain pretext-benefits  # Chapter 1b's CNNs from scratch and fine-tuning runs, a record (JSON alone)
     python -m lfd13.pretrain mae          # Chapter 3's MAE (mask ratio 0.75)
     python -m lfd13.pretrain mae-sweep    # Chapter 3's mask-ratio sweep (0.25, 0.5, 0.75, 0.9), shorter runs
     python -m lfd13.pretrain mae-record   # Chapter 3's fine-tuning arms (3 x 3 seeds) and sweep probes, into their JSON
@@ -214,10 +215,7 @@ def record_mae(*, device: Any = None, directory: Path | None = None) -> dict[str
     for seed in FT_SEEDS:
         for arm in FT_ARMS:
             res = finetune_arm(arm, seed, device=device, directory=directory)
-            runs.setdefault(arm, {})[str(seed)] = {
-                "accuracy": round(res.accuracy, 5), "best_step": res.best_step,
-                "validation": [[step, round(v, 4)] for step, v in res.history.evals["validation"]],
-                "seconds": round(res.history.seconds[-1], 1)}
+            runs.setdefault(arm, {})[str(seed)] = res.to_record()
             print(f"  {arm}, seed {seed}: accuracy {res.accuracy:.3f} at step {res.best_step}", flush=True)
     record = {"command": RECORD, "seeds": list(FT_SEEDS), "transformer_recipe": asdict(FT_RECIPE),
               "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "runs": runs}
@@ -236,6 +234,42 @@ def record_mae(*, device: Any = None, directory: Path | None = None) -> dict[str
     return record
 
 
+def record_pretext_benefits(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
+    """Run Chapter 1b's trainings for slide 8 and save them as the record :data:`lfd13.pretext.BENEFITS`.
+
+    - ``scratch[n]``: Chapter 1a's CNN trained from scratch on ``n`` labels per class, one test
+      accuracy per probe run (its label draw), for every budget of :data:`lfd13.pretext.BENEFIT_BUDGETS`;
+    - ``finetune[start]``: for every shipped seed, the encoder of the family chosen on validation
+      (:func:`lfd13.pretext.best_by_validation`, ``family``) and the random initialisation its
+      pre-training started from, fine-tuned by :func:`lfd13.pretext.finetune_run`.
+
+    Run it again after ``python -m lfd13.pretrain pretext``: the fine-tuning starts from those checkpoints.
+    """
+    pt = pretext
+    digits = load_digits()
+    tasks = {f: [pt.load_checkpoint(pt.checkpoint_name(f, s)) for s in pt.SHIPPED_SEEDS] for f in pt.FAMILIES}
+    family, _ = pt.best_by_validation({f: [info for _, info in per_seed] for f, per_seed in tasks.items()})
+    config, run = tasks[family][0][0].encoder.config, tasks[family][0][1].recipe
+    start = time.perf_counter()
+    scratch = {str(n): [round(pt.scratch_accuracy(digits, n, r, device=device), 5) for r in pt.PROBE_RUNS]
+               for n in pt.BENEFIT_BUDGETS}
+    starts = {"pre-trained": [task.encoder for task, _ in tasks[family]],
+              "random weights": [pt.build_encoder(config, seed=s) for s in pt.SHIPPED_SEEDS]}
+    finetuned = {name: [pt.finetune_run(e, digits, s, n_val=run["n_val_per_class"], device=device).to_record()
+                        for s, e in zip(pt.SHIPPED_SEEDS, encoders)] for name, encoders in starts.items()}
+    for name, rows in finetuned.items():
+        accs = ", ".join(f"{row['accuracy']:.3f}" for row in rows)
+        print(f"  fine-tuned from {name}: test accuracy {accs}", flush=True)
+    result = {"family": family, "seeds": list(pt.SHIPPED_SEEDS), "runs": list(pt.PROBE_RUNS),
+              "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+              "scratch": scratch, "finetune": finetuned}
+    shipped.save_record(pt.BENEFITS, command=pt.BENEFITS_RECORD,
+                        config={"budgets": list(pt.BENEFIT_BUDGETS), "finetune_labels": pt.FINETUNE_LABELS,
+                                "eval_every": pt.FINETUNE_EVAL_EVERY, "n_val_per_class": run["n_val_per_class"]},
+                        recipe=asdict(pt.SCRATCH_RECIPE), result=result, directory=directory or shipped.CHECKPOINT_DIR)
+    return result
+
+
 def record_finetune_comparison(*, device: Any = None, directory: Path | None = None) -> dict[str, Any]:
     """Run Chapter 5's transformer runs (:data:`lfd13.finetune.COMPARISON_RUNS`) and save them as a record.
 
@@ -252,7 +286,7 @@ def record_finetune_comparison(*, device: Any = None, directory: Path | None = N
     start, runs = time.perf_counter(), {}
     for n, seed, pretrained in ft.COMPARISON_RUNS:
         res = ft.early_stopped_run(encoder, tokenizer, data, test, n, seed, pretrained=pretrained, device=device)
-        runs[ft.run_key(n, seed, pretrained)] = ft.comparison_record(res)
+        runs[ft.run_key(n, seed, pretrained)] = res.to_record()
         print(f"  {ft.run_key(n, seed, pretrained)}: accuracy {res.accuracy:.3f} at step {res.best_step}", flush=True)
     result = {"seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__, "n_test": len(test.labels),
               "runs": runs}
@@ -454,7 +488,7 @@ def pretrain_pretext(run: PretextPretraining = PretextPretraining(), *, device: 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lfd13.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record", "transfer", "finetune-record"], help="which checkpoint(s) to (re)create")
+    parser.add_argument("what", choices=["pretext", "mae", "mae-sweep", "clip", "mlm", "charlm", "charlm-sft", "peft", "mae-record", "transfer", "finetune-record", "pretext-benefits"], help="which checkpoint(s) to (re)create")
     parser.add_argument("--out", type=Path, default=shipped.CHECKPOINT_DIR, help="output folder (default: the package's checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the recipe's)")
     parser.add_argument("--vocab", type=Path, default=None, help="mlm: use this vocabulary (one token per line) instead of training one")
@@ -483,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "charlm-sft": (record_sft_comparison, sft.PRETRAINED), "mae-record": (record_mae, "mae_digits and mae_digits_ratio*"),
         "transfer": (record_transfer, finetune.SOURCE_CNN), "peft": (record_peft_comparison, peft_tools.ADAPTER),
         "finetune-record": (record_finetune_comparison, finetune.COMPARISON),
+        "pretext-benefits": (record_pretext_benefits, pretext.BENEFITS),
     }
     if args.what in recorders:
         recorder, written = recorders[args.what]

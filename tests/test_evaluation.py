@@ -124,3 +124,19 @@ def test_probe_cv_prefers_strong_regularisation_for_noise_features():
     y = (signal[:, 0] > 0).long()
     noisy = torch.cat([signal + 0.5 * torch.randn(80, 1, generator=g), torch.randn(80, 200, generator=g)], dim=1)
     assert choose_probe_c(noisy.numpy(), y.numpy()) < 1.0
+
+
+def test_a_train_test_result_round_trips_through_its_record() -> None:
+    import json
+
+    from lfd13.evaluation import TrainTestResult
+    from lfd13.train import History
+
+    history = History(step=[1, 2], seconds=[0.51, 1.04], metrics={"loss": [2.0, 1.0]},
+                      evals={"validation": [(1, 0.123456), (2, 0.5)]})
+    result = TrainTestResult(accuracy=0.8765432, history=history, best_step=2)
+    row = json.loads(json.dumps(result.to_record()))  # as a JSON file holds it
+    assert row == {"accuracy": 0.87654, "best_step": 2, "validation": [[1, 0.1235], [2, 0.5]], "seconds": 1.0}
+    back = TrainTestResult.from_record(row)
+    assert (back.accuracy, back.best_step, back.history.evals["validation"]) == (0.87654, 2, [(1, 0.1235), (2, 0.5)])
+    assert back.history.seconds[-1] == 1.0

@@ -37,10 +37,14 @@ assert "site-packages" in root.parts, f"lfd13 imported from {root}, not from the
 load_digits(); load_corpus(); load_newsgroups()  # the shapes are generated: no files
 loaders = {"mae_": mae.load_checkpoint, "clip_": clip.load_checkpoint, "bert-": mlm.load_checkpoint, "gpt-": sft.load_checkpoint,
            "pretext_": pretext.load_checkpoint, "lora_": peft_tools.load_adapter,
-           "transfer_": finetune.load_source_cnn,
-           "finetune_": lambda name, device: finetune.load_comparison(name)}  # a record: the JSON alone
+           "transfer_": finetune.load_source_cnn}
+records = {finetune.COMPARISON: finetune.load_comparison, pretext.BENEFITS: pretext.load_benefits}  # the JSON file alone
 names = sorted(p.stem for p in (root / "checkpoints").glob("*.json"))
 for name in names:
+    if json.loads((root / "checkpoints" / f"{name}.json").read_text())["kind"] == "record":
+        assert name in records, f"no loader known for the shipped record {name}: add one to LOADERS in tests/test_packaging.py"
+        records[name](name)
+        continue
     [load] = [f for prefix, f in loaders.items() if name.startswith(prefix)] or [None]
     assert load is not None, f"no loader known for the shipped checkpoint {name}: add one to LOADERS in tests/test_packaging.py"
     load(name, device="cpu")

@@ -256,3 +256,35 @@ def test_encoder_classifier_copies_the_encoder_and_scratch_cnn_shapes():
     torch.testing.assert_close(clf.encoder(x), enc(x))
     assert clf.encoder is not enc  # fine-tuning leaves the original encoder as it was
     assert scratch_cnn(seed=0)(x).shape == (3, 10)
+
+
+def test_best_by_validation_reads_the_last_validation_probe() -> None:
+    from lfd13.pretext import best_by_validation
+    from lfd13.shipped import CheckpointInfo
+
+    def info(conv: list[float], last: list[float]) -> CheckpointInfo:
+        return CheckpointInfo(name="x", kind="pretext", command="c", config={}, recipe={},
+                              result={"validation_probe": {"conv": conv, "last": last}})
+
+    infos = {"a": [info([0.1, 0.9], [0.1, 0.5]), info([0.1, 0.7], [0.1, 0.5])],  # conv: 0.8 on average at the end
+             "b": [info([0.9, 0.6], [0.2, 0.85]), info([0.9, 0.6], [0.2, 0.85])]}  # last: 0.85, but conv falls to 0.6
+    assert best_by_validation(infos) == ("b", "last")
+
+
+def test_the_benefits_record_covers_every_run_of_chapter_1b() -> None:
+    from lfd13.evaluation import TrainTestResult
+    from lfd13.pretext import (BENEFIT_BUDGETS, BENEFITS_RECORD, FAMILIES, FINETUNE_EVAL_EVERY, PROBE_RUNS, SCRATCH_RECIPE,
+                               SHIPPED_SEEDS, load_benefits)
+
+    info = load_benefits()
+    result = info.result
+    assert info.kind == "record" and info.command == BENEFITS_RECORD and result["family"] in FAMILIES
+    assert sorted(result["scratch"], key=int) == [str(n) for n in BENEFIT_BUDGETS]
+    assert all(len(accs) == len(PROBE_RUNS) and all(0 < a <= 1 for a in accs) for accs in result["scratch"].values())
+    for start in ("pre-trained", "random weights"):
+        runs = [TrainTestResult.from_record(r) for r in result["finetune"][start]]
+        assert len(runs) == len(SHIPPED_SEEDS)
+        for r in runs:
+            steps = [s for s, _ in r.history.evals["validation"]]
+            assert steps == list(range(FINETUNE_EVAL_EVERY, SCRATCH_RECIPE.steps + 1, FINETUNE_EVAL_EVERY))
+            assert r.best_step in steps and 0 < r.accuracy <= 1
