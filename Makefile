@@ -13,14 +13,15 @@ export LFD13_PROGRESS ?= 0
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup chromium grader-env book unit test notebooks bench release grade feedback export clean help
+.PHONY: setup chromium grader-env book unit test test-second-path notebooks bench release grade feedback export clean help
 
 SUBMISSIONS ?= submissions
 GRADES ?= grades.csv
 
 help:
 	@echo "make book        build the HTML book into _build/html from the notebooks' committed outputs"
-	@echo "make test        run the whole test suite (unit, notebooks via nbval, book build, grading)"
+	@echo "make test        run the whole test suite (unit, every chapter re-executed and checked, book build, grading)"
+	@echo "make test-second-path  every chapter re-executed and checked under a second numerical path of this CPU"
 	@echo "make unit        the lfd13 unit tests only (no notebooks, book, browser or grading): under a minute"
 	@echo "make notebooks   re-execute every book notebook in place (for committing outputs)"
 	@echo "make bench       measure notebook time/memory/headline figures -> benchmarks/results.json"
@@ -64,7 +65,7 @@ grader-env: $(STAMP)
 	$(call apt_need,bwrap,bubblewrap,the grading sandbox)
 	$(PY) assignments/grading/kernel_env.py build
 
-# The book shows the outputs committed in the notebooks (nbval in `make test` proves they are
+# The book shows the outputs committed in the notebooks (the chapter checks in `make test` prove they are
 # those of a clean run); `make notebooks` re-executes the chapters after one changes.
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --builder html
@@ -72,12 +73,18 @@ book: $(STAMP)
 
 # The fast inner loop: the lfd13 unit tests, without notebooks, book build, browser or grading.
 unit: $(STAMP)
-	$(PY) -m pytest -p no:nbval -o addopts="" -q -m "not slow and not browser" tests --ignore=tests/assignments \
+	$(PY) -m pytest -o addopts="" -q -m "not slow and not browser" tests --ignore=tests/assignments \
 	  --ignore=tests/test_book.py --ignore=tests/test_browser.py --ignore=tests/test_launch.py \
 	  --ignore=tests/test_binder.py --ignore=tests/test_packaging.py --ignore=tests/test_setup_cell.py
 
 test: $(STAMP) chromium grader-env
 	$(PY) -m pytest
+
+# The chapters again, with PyTorch's CPU kernels held to a lower instruction set than this CPU's
+# (AVX-512 -> AVX2, AVX2 -> SSE4.1): the numbers must stay within noise and every verdict the same
+# (tests/chapter_outputs.py). CI runs it after `make test`.
+test-second-path: $(STAMP)
+	env $$($(PY) tests/chapter_outputs.py second-path) $(PY) -m pytest book
 
 notebooks: $(STAMP)
 	$(PY) benchmarks/notebooks.py --write

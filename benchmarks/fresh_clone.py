@@ -2,7 +2,7 @@
 
 A newcomer clones the repository and runs ``make book`` (it creates ``.venv``, installs
 everything and builds the book from the notebooks' committed outputs) and ``make test``
-(the whole suite: unit tests, every chapter under nbval, the book build and browser checks,
+(the whole suite: unit tests, every chapter re-executed and checked, the book build and browser checks,
 the grading pipeline). This script does exactly that in a new folder, from the current
 commit, and records both wall times in ``benchmarks/results.json`` under ``fresh_clone``
 (budgets on the course's 2-core machine: 5 minutes for ``make book`` with its install,

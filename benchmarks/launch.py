@@ -51,7 +51,7 @@ from benchmarks.notebooks import ENV as NOTEBOOK_ENV  # noqa: E402
 
 KERNEL_NAME = "lfd13-bare"
 CELL_TIMEOUT_S = int(os.environ.get("LFD13_CELL_TIMEOUT", "600"))
-#: What the book build, nbval and benchmarks/notebooks.py give every kernel (defined there, once).
+#: What the book build, the chapter checks and benchmarks/notebooks.py give every kernel (defined there, once).
 OFFLINE_ENV = NOTEBOOK_ENV
 
 

@@ -1,7 +1,7 @@
 """Execute the book's notebooks from scratch; record time, peak memory and headline figures.
 
 Every notebook runs top to bottom in a fresh kernel, offline, exactly as the book
-build and nbval run it. For each one this records
+build and the chapter checks run it. For each one this records
 
 - its wall time (budget: 90 s on the course's 2-core CPU machine; 150 s for the text
   chapters, which fine-tune a pretrained encoder several ways),

@@ -14,7 +14,7 @@ torch.set_num_threads(2)
 matplotlib.use("Agg")  # in this process only: tests draw figures without a display
 
 # Notebooks that tests write into temporary folders (e.g. assignment submissions)
-# are data, not nbval tests; the book's notebooks are collected from book/.
+# are data, not chapters; the book's notebooks are collected from book/ (conftest.py at the root).
 collect_ignore_glob = ["**/*.ipynb"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def built_book() -> Path:
     config = BOOK_OUT / "_config_noexec.yml"
     BOOK_OUT.mkdir(parents=True, exist_ok=True)
     text = (ROOT / "_config.yml").read_text()
-    assert 'execute_notebooks: "off"' in text, "the book renders the committed outputs; nbval proves them current"
+    assert 'execute_notebooks: "off"' in text, "the book renders the committed outputs; the chapter checks prove them current"
     # the copy lives elsewhere, so paths relative to _config.yml become absolute
     config.write_text(text.replace("dedupe_assets: book/_ext", f"dedupe_assets: {ROOT / 'book' / '_ext'}"))
     cmd = [

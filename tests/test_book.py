@@ -1,6 +1,6 @@
 """The book builds with no Sphinx warnings, from the outputs committed in the notebooks.
 
-nbval (collected from book/) executes every notebook once and checks that it
+The chapter checks (collected from book/, conftest.py) execute every notebook once and check that it
 reproduces its committed outputs; this build then renders those same outputs,
 so no notebook is executed twice in one test run.
 """

@@ -1,0 +1,230 @@
+"""The chapter check (``chapter_outputs``): numbers within their noise, words exactly.
+
+These tests perturb the committed outputs of real chapters the way a regression would — a
+number moved beyond its tolerance, a verdict flipped, a ranking reordered — and check that the
+comparison fails; and move numbers within their tolerance, as a second CPU does, and check
+that it passes.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import chapter_outputs as co
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.ipynb"))
+
+
+def load(stem: str) -> dict:
+    return json.loads((ROOT / "book" / f"{stem}.ipynb").read_text())
+
+
+def glue_output(nb: dict, name: str) -> dict:
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return out
+    raise KeyError(name)
+
+
+def set_glue(nb: dict, name: str, text: str) -> dict:
+    nb = copy.deepcopy(nb)
+    data = glue_output(nb, name)["data"]
+    data["application/papermill.record/text/plain"] = text
+    return nb
+
+
+def glued(nb: dict, name: str) -> str:
+    value = glue_output(nb, name)["data"]["application/papermill.record/text/plain"]
+    return value if isinstance(value, str) else "".join(value)
+
+
+def replace_in_streams(nb: dict, old: str, new: str) -> dict:
+    nb = copy.deepcopy(nb)
+    hits = 0
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if out["output_type"] == "stream":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                if old in text:
+                    out["text"] = text.replace(old, new)
+                    hits += 1
+    assert hits, f"{old!r} is in no stream output"
+    return nb
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_a_committed_chapter_matches_itself(path):
+    nb = json.loads(path.read_text())
+    assert co.compare_notebooks(nb, copy.deepcopy(nb), chapter=path.stem) == []
+
+
+# --- numbers: within the rule passes, beyond it fails --------------------------------------
+
+@pytest.mark.parametrize(("glue", "within", "beyond"), [
+    ("ch1_pixels", "0.889", "0.900"),  # an accuracy: ±0.01
+    ("ch1_nmi_trained", "0.580", "0.590"),  # NMI, a fraction: ±0.01
+])
+def test_a_fraction_may_move_by_a_point_and_no_more(glue, within, beyond):
+    nb = load("01_pretext_tasks")
+    assert co.compare_notebooks(nb, set_glue(nb, glue, within)) == []
+    diffs = co.compare_notebooks(nb, set_glue(nb, glue, beyond))
+    assert len(diffs) == 1 and f"became {beyond}" in diffs[0].what and "fraction" in diffs[0].what
+
+
+def test_a_difference_in_points_and_its_interval_may_move_by_one_point():
+    nb = load("01_pretext_tasks")
+    text = glued(nb, "ch1_eff_gap_10")  # 'above the CNN (+3.1 points (95 % CI +0.0 to +6.1, ...))'
+    assert "+3.1 points" in text and "+0.0 to +6.1" in text
+    moved = text.replace("+3.1 points", "+3.9 points").replace("+0.0 to +6.1", "+0.6 to +6.9")
+    assert co.compare_notebooks(nb, set_glue(nb, "ch1_eff_gap_10", moved)) == []
+    too_far = text.replace("+0.0 to +6.1", "+1.2 to +6.1")
+    diffs = co.compare_notebooks(nb, set_glue(nb, "ch1_eff_gap_10", too_far))
+    assert len(diffs) == 1 and "percentage points" in diffs[0].what
+
+
+def test_a_bare_glued_number_takes_its_kind_from_the_prose():
+    nb = load("02_bert")  # "{glue:text}`bert_nsp_cls:.1f` %": percentage points, not a relative tolerance
+    assert co.glue_rules(nb)["bert_nsp_cls"] is co.POINTS
+    value = float(glued(nb, "bert_nsp_cls"))
+    assert co.compare_notebooks(nb, set_glue(nb, "bert_nsp_cls", f"{value + 0.9:.1f}")) == []
+    assert co.compare_notebooks(nb, set_glue(nb, "bert_nsp_cls", f"{value + 1.2:.1f}"))
+
+
+def test_a_number_printed_with_its_spread_moves_no_further_than_the_spread():
+    nb = load("01_pretext_tasks")  # "clustering      NMI 0.573 ± 0.008": the fraction rule (0.01) is capped at 0.008
+    assert co.compare_notebooks(nb, replace_in_streams(nb, "NMI 0.573 ± 0.008", "NMI 0.580 ± 0.008")) == []
+    diffs = co.compare_notebooks(nb, replace_in_streams(nb, "NMI 0.573 ± 0.008", "NMI 0.582 ± 0.008"))
+    assert len(diffs) == 1 and "±0.008" in diffs[0].what
+
+
+def test_integers_and_chosen_settings_are_exact():
+    nb = load("01_pretext_tasks")
+    assert co.compare_notebooks(nb, set_glue(nb, "ch1_n_test", "541"))  # a count
+    assert co.compare_notebooks(nb, set_glue(nb, "ch1_ft_steps_rnd", "'100, 40, 60'"))  # chosen steps
+
+
+def test_a_floating_point_error_keeps_its_order_of_magnitude():
+    assert co.compare_text("max |diff| = 3.9e-07", "max |diff| = 4.8e-07") == []
+    assert co.compare_text("max |diff| = 3.9e-07", "max |diff| = 6.1e-05")
+    assert co.compare_text("max |diff| = 3.9e-07", "max |diff| = -3.9e-07")
+
+
+def test_relative_numbers_may_move_by_two_percent():
+    assert co.compare_text("final loss 1.611", "final loss 1.640") == []
+    assert co.compare_text("final loss 1.611", "final loss 1.650")
+
+
+# --- words: any change fails ---------------------------------------------------------------
+
+def test_a_flipped_verdict_fails():
+    nb = load("01_pretext_tasks")
+    text = glued(nb, "ch1_eff_gap_10")
+    assert text.startswith("'above")
+    diffs = co.compare_notebooks(nb, set_glue(nb, "ch1_eff_gap_10", text.replace("above", "level with", 1)))
+    assert len(diffs) == 1 and "words differ" in diffs[0].what
+
+
+def test_a_reordered_ranking_fails_even_with_the_same_numbers():
+    nb = load("01_pretext_tasks")
+    text = glued(nb, "ch1_ranking")  # 'contrastive (0.927), masked (0.895), ...'
+    first, second = re.findall(r"(\w+) \(", text)[:2]
+    swapped = text.replace(first, "@").replace(second, first).replace("@", second)
+    assert co.compare_notebooks(nb, set_glue(nb, "ch1_ranking", swapped))
+
+
+def test_a_sign_flip_is_a_number_but_a_verdict_word_is_not():
+    assert co.compare_text("-0.3 points", "+0.2 points") == []  # within a point, across zero
+    assert co.compare_text("below (-0.3 points)", "level with (+0.2 points)")
+
+
+def test_a_new_or_missing_output_fails():
+    nb = load("01_pretext_tasks")
+    fewer = copy.deepcopy(nb)
+    code = [c for c in fewer["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    code[-1]["outputs"] = []
+    assert co.compare_notebooks(nb, fewer)
+
+
+# --- what is not compared, and the exceptions ------------------------------------------------
+
+def test_wall_clock_times_are_not_compared():
+    assert co.compare_text("trained in 12.3 s", "trained in 40.1 s") == []
+    assert co.compare_text("one step 812 ms", "one step 95 ms") == []
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_only_timing_cells_are_left_uncompared(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if co.IGNORE_TAG in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            assert re.search(r"seconds|perf_counter", source), f"{path.name}: an uncompared cell that is not a timing:\n{source[:300]}"
+
+
+def test_every_wider_tolerance_is_within_the_spread_its_page_reports():
+    nb = load("04_clip")
+    streams = "".join("".join(o["text"]) for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream")
+    held_out_sd = float(re.search(r"held-out \d\.\d+ ± (\d\.\d+)", streams).group(1))
+    lo, hi = map(float, re.search(r"CI ([+-][\d.]+) to ([+-][\d.]+)", glued(nb, "clip_longer_diff")).groups())
+    spreads = {co.FRACTION: held_out_sd, co.POINTS: (hi - lo) / 2}
+    assert {w.chapter for w in co.WIDER} == {"04_clip"}, "a new exception needs its spread checked here"
+    for w in co.WIDER:
+        assert w.rule.absolute <= spreads[w.widens], w
+
+
+def test_the_clip_exception_covers_only_the_live_model():
+    nb = load("04_clip")
+    assert co.compare_notebooks(nb, set_glue(nb, "clip_live_heldout", f"{float(glued(nb, 'clip_live_heldout')) + 0.025:.3f}"),
+                                chapter="04_clip") == []
+    seen = float(glued(nb, "clip_zeroshot_heldout"))  # a checkpoint's mean, computed once: the fraction rule
+    assert co.compare_notebooks(nb, set_glue(nb, "clip_zeroshot_heldout", f"{seen + 0.025:.3f}"), chapter="04_clip")
+
+
+# --- the second numerical path -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("machine", "capability", "expected"), [
+    ("x86_64", "AVX512", "ATEN_CPU_CAPABILITY=avx2"),
+    ("x86_64", "AVX2", "ATEN_CPU_CAPABILITY=default"),
+    ("arm64", "DEFAULT", "ATEN_CPU_CAPABILITY=default"),
+])
+def test_the_second_path_is_below_this_cpus_own(monkeypatch, machine, capability, expected):
+    import torch
+
+    monkeypatch.setattr(co.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    env = co.second_path_env()
+    assert expected in [f"{k}={v}" for k, v in env.items()]
+    if capability == "AVX512":
+        assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+
+
+def test_the_second_path_changes_what_pytorch_runs():
+    env = co.second_path_env()
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    here = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    there = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, **env}).stdout.strip()
+    if here not in ("DEFAULT",):
+        assert there != here, f"{env} left PyTorch on {here}"
+
+
+# --- end to end: the pytest item executes a notebook and fails on a regression -----------------
+
+def test_the_chapter_check_executes_and_catches_a_moved_number(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print("accuracy 0.750, verdict: above")')])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.754, verdict: above\n")]
+    assert co.execute_and_compare(nb, cwd=tmp_path) == []  # 0.754 -> 0.750: within noise
+    nb.cells[0].outputs[0]["text"] = "accuracy 0.770, verdict: above\n"
+    assert "became 0.750" in str(co.execute_and_compare(nb, cwd=tmp_path))
+    nb.cells[0].outputs[0]["text"] = "accuracy 0.750, verdict: level with\n"
+    assert "words differ" in str(co.execute_and_compare(nb, cwd=tmp_path))
