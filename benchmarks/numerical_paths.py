@@ -63,7 +63,7 @@ def execute(chapter: Path, env: dict[str, str], out: Path) -> float:
 
 def margins(committed: dict, executed: dict, chapter: str) -> float:
     """The largest |moved| / tolerance over the numbers that moved (0 when none did)."""
-    bare = co.glue_rules(committed)
+    bare, exceptions = co.glue_rules(committed), co.page_exceptions(committed, chapter)
     a = [c for c in committed["cells"] if c["cell_type"] == "code"]
     b = [c for c in executed["cells"] if c["cell_type"] == "code"]
     worst = 0.0
@@ -78,7 +78,7 @@ def margins(committed: dict, executed: dict, chapter: str) -> float:
                 if m.text == n.text:
                     continue
                 kind = bare.get(name) if bare.get(name) and not m.integer and tx.strip() == m.text else co.rule_for(tx, m, in_points)
-                rule = co._wider(chapter, label, tx, m, kind)
+                rule = co._wider(exceptions, label, tx, m, kind)
                 if rule.magnitude:
                     continue
                 spread = co.SPREAD_AFTER.match(tx, m.end)
