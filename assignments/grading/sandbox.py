@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
-from traitlets import Integer
+from traitlets import Bool, Integer, Unicode
 
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 
@@ -53,6 +53,10 @@ CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-ln-z@`]|\x1b\][^\x07\x1b]*(\x07|\x1b\
 
 
 ONLY_TORCH = "the grader's kernel has torch, numpy and matplotlib only: write it yourself with torch"
+
+
+LIMIT_MESSAGE = "Hidden tests failed: your results could not be checked within the grader's time and memory limits."
+MAX_MESSAGE = 8 << 20       # bytes of one message from the kernel: larger ones are dropped by ZeroMQ on arrival
 
 
 class NotebookTimeout(Exception):
@@ -113,6 +117,27 @@ class RebuildCellMetadata(NbGraderPreprocessor):
 
 
 RestoreCellMetadata = RebuildCellMetadata  # the name older configurations use
+
+MAX_SOURCE = 20_000        # characters of one cell's source shown in feedback (highlighting is costly)
+MAX_CELLS = 400            # cells shown in feedback
+
+
+class CapSources(NbGraderPreprocessor):
+    """Feedback: every cell's source cut to ``MAX_SOURCE`` characters and the notebook to ``MAX_CELLS``
+    cells before anything is highlighted or rendered, and outputs sanitised again (as in grading)."""
+
+    def preprocess(self, nb: NotebookNode, resources):
+        if len(nb.cells) > MAX_CELLS:
+            nb.cells = nb.cells[:MAX_CELLS] + [NotebookNode(cell_type="markdown", metadata={}, id="lfd13-cut",
+                                                            source=f"*(cells after the first {MAX_CELLS} not shown)*")]
+        for cell in nb.cells:
+            source = cell.get("source", "")
+            source = source if isinstance(source, str) else "".join(map(str, source))
+            if len(source) > MAX_SOURCE:
+                source = source[:MAX_SOURCE] + f"\n... ({len(source) - MAX_SOURCE} more characters not shown) ..."
+            cell["source"] = source
+        sanitize_outputs(nb)
+        return nb, resources
 
 
 # ---------------------------------------------------------------- outputs
@@ -210,7 +235,18 @@ class JudgeWorker:
             self.proc.wait()
             self.proc = None
 
+    limited = False  # the last request ran out of the worker's time or memory (even after its retry)
+
     def judge(self, grade_id: str, path: Path, seed: int) -> tuple[bool, str]:
+        """One verdict; a request that runs out of time or memory is tried once more in a fresh worker."""
+        passed, message = self._judge_once(grade_id, path, seed)
+        self.limited = message.startswith(LIMIT_MESSAGE) or "grader's memory limit" in message
+        if self.limited:
+            passed, message = self._judge_once(grade_id, path, seed)
+            self.limited = message.startswith(LIMIT_MESSAGE) or "grader's memory limit" in message
+        return passed, message
+
+    def _judge_once(self, grade_id: str, path: Path, seed: int) -> tuple[bool, str]:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
@@ -223,19 +259,26 @@ class JudgeWorker:
             return bool(reply["passed"]), str(reply["message"])
         except (OSError, ValueError, KeyError):
             self.close()
-            return False, ("Hidden tests failed: your results could not be checked within the grader's time and "
-                           "memory limits.")
+            return False, LIMIT_MESSAGE
 
 
 # ---------------------------------------------------------------- execution
 class SandboxedExecute(Execute):
     """Execute in the sandbox kernel, then judge the hidden tests out of the student's reach."""
 
-    notebook_timeout = Integer(int(os.environ.get("LFD13_NOTEBOOK_TIMEOUT", "300")),
+    notebook_timeout = Integer(300,
                                help="Seconds one notebook may run in all (its remaining cells are not run).").tag(
         config=True)
     interrupt_grace = Integer(5, help="Seconds a kernel has to stop after an interrupt before it is killed.").tag(
         config=True)
+    unsafe_no_sandbox = Bool(False, help="DANGEROUS: run student code without isolation (course.py grade "
+                                         "--unsafe-no-sandbox; a trusted test run only).").tag(config=True)
+    cgroup_parent = Unicode("", help="A delegated cgroup v2 folder to make the sandboxes' groups in "
+                                     "(default: found under /sys/fs/cgroup, as root).").tag(config=True)
+    report_file = Unicode("", help="A JSON-lines file: per notebook, whether a time or memory limit was hit "
+                                   "and what could not be removed (read by course.py).").tag(config=True)
+    output_budget = Integer(MAX_NOTEBOOK * 4, help="Bytes of output kept while a notebook streams it; "
+                                                   "later output is dropped on arrival.").tag(config=True)
 
     _root: Path | None = None
     _manifest: dict | None = None
@@ -245,34 +288,52 @@ class SandboxedExecute(Execute):
     def _prepare(cls) -> Path:
         """Once per process: a private root with the probe's modules, the kernelspec and the boxes."""
         if cls._root is None:
+            import confine  # noqa: PLC0415
             import kernel_env  # noqa: PLC0415
 
             cls._manifest = kernel_env.load()
             root = Path(tempfile.mkdtemp(prefix="lfd13-"))  # short: Unix socket paths are limited to 107 bytes
+            root.chmod(0o711)  # searchable, not listable: a sandbox's own uid reaches its box by its full path
             lib = root / "lib"
             lib.mkdir()
             for name in ("kernel_launcher.py", "kernel_main.py", "lfd13_probe.py", "cases.py", "wire.py"):
                 shutil.copy(HERE / name, lib / name)
-            spec = root / "jupyter" / "kernels" / KERNEL_NAME
-            spec.mkdir(parents=True)
-            argv = [sys.executable, str(lib / "kernel_launcher.py"), "-f", "{connection_file}"]
-            # interrupts travel as messages: a signal to bwrap would not reach the kernel inside
-            (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "lfd13 sandbox",
-                                                          "language": "python", "interrupt_mode": "message"}))
+            (root / "manifest.json").write_text(json.dumps(cls._manifest))
             os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"),
                                                                        os.environ.get("JUPYTER_PATH")]))
-            (root / "boxes").mkdir()
+            (root / "boxes").mkdir(mode=0o711)
+            (root / "boxes").chmod(0o711)
             cls._root = root
             cls._worker = JudgeWorker()
             atexit.register(cls._worker.close)
-            atexit.register(shutil.rmtree, root, True)
+            atexit.register(confine.remove_tree, root)
         return cls._root
+
+    def _write_kernelspec(self, box: Path, group) -> None:
+        """The kernelspec for this notebook: everything the launcher needs is on its command line."""
+        root = self._root
+        assert root is not None
+        argv = [sys.executable, str(root / "lib" / "kernel_launcher.py"), "--box", str(box),
+                "--manifest", str(root / "manifest.json")]
+        for procs in group.procs_files if group is not None else []:
+            argv += ["--cgroup-procs", procs]
+        if self.unsafe_no_sandbox:
+            argv.append("--unsafe-no-sandbox")
+        spec = root / "jupyter" / "kernels" / KERNEL_NAME
+        spec.mkdir(parents=True, exist_ok=True)
+        # interrupts travel as messages: a signal to bwrap would not reach the kernel inside
+        (spec / "kernel.json").write_text(json.dumps({"argv": [*argv, "-f", "{connection_file}"],
+                                                      "display_name": "lfd13 sandbox", "language": "python",
+                                                      "interrupt_mode": "message"}))
 
     # nbclient hooks ------------------------------------------------------------
     def create_kernel_manager(self):
+        import zmq  # noqa: PLC0415
+
         km = super().create_kernel_manager()
         km.transport = "ipc"
         km.ip = str(self._box / "sandbox" / "ipc" / "k")
+        km.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)  # every socket to this kernel: no message is buffered whole
         return km
 
     def preprocess_cell(self, cell, resources, index):
@@ -280,6 +341,23 @@ class SandboxedExecute(Execute):
         if time.monotonic() > self._deadline:
             raise NotebookTimeout(f"the notebook ran longer than its limit of {self.notebook_timeout} s")
         return super().preprocess_cell(cell, resources, index)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Each output as it arrives: counted against the notebook's budget, dropped once it is spent."""
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) if isinstance(content.get("text"), str) else 0
+        data = content.get("data") if isinstance(content.get("data"), dict) else {}
+        size += sum(len(v) for v in data.values() if isinstance(v, str))
+        size += sum(len(v) for v in content.get("traceback", []) if isinstance(v, str)) \
+            if isinstance(content.get("traceback"), list) else 0
+        self._output_used += size
+        if self._output_used > self.output_budget:
+            if not self._output_noted:
+                self._output_noted = True
+                outs.append(NotebookNode(output_type="stream", name="stdout",
+                                         text="... further output not kept (the notebook's output limit was reached) ...\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
 
     def _cell_timeout(self, cell) -> int:
         left = self._deadline - time.monotonic()
@@ -291,6 +369,7 @@ class SandboxedExecute(Execute):
         from jupyter_client.utils import ensure_async  # noqa: PLC0415
         from nbclient.exceptions import DeadKernelError  # noqa: PLC0415
 
+        self._limit_hit = True
         reply = await super()._async_handle_timeout(timeout, cell)  # interrupts the kernel
         try:
             await ensure_async(self.kc.shell_channel.get_msg(timeout=self.interrupt_grace))
@@ -303,14 +382,37 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources):
         sys.path.insert(0, str(HERE))
         import cases  # noqa: PLC0415
+        import confine  # noqa: PLC0415
         import judge  # noqa: PLC0415
         import wire  # noqa: PLC0415
 
         root = self._prepare()
         box = Path(tempfile.mkdtemp(dir=root / "boxes"))
         self._box = box
-        for d in ("tasks", "sandbox/work", "sandbox/home", "sandbox/out", "sandbox/ipc", "sandbox/tasks"):
-            (box / d).mkdir(parents=True)
+        mounted = confine.make_box(box)
+        box.chmod(0o711)
+        group = None
+        try:
+            for d in ("tasks", "sandbox/work", "sandbox/home", "sandbox/out", "sandbox/ipc", "sandbox/tasks"):
+                (box / d).mkdir(parents=True)
+            if not self.unsafe_no_sandbox:
+                group = confine.Cgroup(box.name, parent=self.cgroup_parent or None)
+            return self._grade(nb, resources, box, group, cases, judge, wire)
+        finally:
+            left = group.remove() if group is not None else []
+            left += confine.remove_box(box, mounted)
+            self._report(resources, left)
+
+    def _report(self, resources, left: list[str]) -> None:
+        info = resources.get("nbgrader", {}) if isinstance(resources, dict) else {}
+        if left:
+            self.log.error("Could not remove everything of a sandbox: %s", "; ".join(left))
+        if self.report_file:
+            with open(self.report_file, "a") as f:
+                f.write(json.dumps({"student": info.get("student"), "assignment": info.get("assignment"),
+                                    "limit_hit": bool(getattr(self, "_limit_hit", False)), "left": left}) + "\n")
+
+    def _grade(self, nb, resources, box: Path, group, cases, judge, wire):
         seed = secrets.randbelow(2**31 - 1000)
         graded = []
         for cell in nb.cells:
@@ -319,12 +421,14 @@ class SandboxedExecute(Execute):
             if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution") and gid in judge.CHECKS:
                 graded.append(cell)
                 wire.dump(cases.inputs(gid, seed), str(box / "tasks" / gid))
-        os.environ.update(LFD13_BOX=str(box), LFD13_KERNEL_ENV=json.dumps(self._manifest))
+        self._write_kernelspec(box, group)
         self.kernel_name = KERNEL_NAME
         self.timeout_func = self._cell_timeout
         self.shutdown_kernel = "immediate"
         self._deadline = time.monotonic() + self.notebook_timeout
         self._cells_started = 0
+        self._limit_hit = False
+        self._output_used, self._output_noted = 0, False
         problem = None
         try:
             nb, resources = super().preprocess(nb, resources)
@@ -332,18 +436,17 @@ class SandboxedExecute(Execute):
             text = str(err).strip().splitlines()
             problem = f"{type(err).__name__}: {text[0][:300] if text else ''}"
             self.log.warning("Execution stopped early: %s", problem)
+            self._limit_hit = True  # a time limit, a memory limit (the kernel killed) or a crash: retried alone
             if getattr(self, "km", None) is not None:
                 try:
                     self.km.shutdown_kernel(now=True)  # type: ignore[union-attr]
                 except Exception:  # noqa: BLE001
                     pass
-        finally:
-            for key in ("LFD13_BOX", "LFD13_KERNEL_ENV"):
-                os.environ.pop(key, None)
+        if group is not None:
+            group.kill()  # nothing of the kernel runs on while its records are judged
         if problem and self._cells_started == 0:  # the sandbox did not start: not gradable, and said so
             said = _clean_text((box / "kernel.log").read_text(errors="replace")[:300] if (box / "kernel.log").exists()
                                else "", 300).replace("\n", " ")
-            shutil.rmtree(box, ignore_errors=True)
             raise RuntimeError(f"the sandboxed kernel did not start ({problem}; {said})")
         if problem:
             nb.cells.insert(0, NotebookNode(cell_type="markdown", metadata={}, id="lfd13-grading-note",
@@ -355,6 +458,7 @@ class SandboxedExecute(Execute):
             kernel_error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
             out = box / "sandbox" / "out" / gid
             passed, message = self._worker.judge(gid, out, seed)
+            self._limit_hit |= self._worker.limited
             passed = passed and kernel_error is None
             if kernel_error is not None:
                 raised = f"This cell raised {kernel_error.get('ename')}: {kernel_error.get('evalue')}".strip()
@@ -363,7 +467,6 @@ class SandboxedExecute(Execute):
                 message = raised + ("\nThe hidden tests in this cell did not run." if not os.path.lexists(out)
                                     else "\n" + message)
             cell.outputs = [self._output(passed, message)]
-        shutil.rmtree(box, ignore_errors=True)
         return nb, resources
 
     @staticmethod
