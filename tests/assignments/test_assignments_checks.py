@@ -176,3 +176,26 @@ def test_messages_name_the_property_not_the_reference():
     ns = namespace("lora", append={"answer_inject_lora": dict(variants.WRONG["count_parameters"])["counts_buffers"]})
     message = grade("lora", ns, SEEDS[0])["count_parameters"].message
     assert "count is wrong" in message and not any(ch.isdigit() for ch in message.split(":", 2)[-1]), message
+
+
+def test_the_kernel_side_needs_only_the_probe_and_wire(tmp_path):
+    """A kernel with lfd13_probe.py and wire.py alone runs every task (no cases, checks or judge)."""
+    import shutil
+    import subprocess
+
+    for name in ("lfd13_probe.py", "wire.py"):
+        shutil.copy(ROOT / "assignments" / "grading" / name, tmp_path / name)
+    for gid in checks.CHECKS:
+        wire.dump(judge.task(gid, SEEDS[0]), str(tmp_path / f"task-{gid}"))
+    script = (
+        "import sys, os, wire, lfd13_probe\n"
+        "sys.modules.pop('checks', None)\n"
+        "for name in sorted(os.listdir('.')):\n"
+        "    if name.startswith('task-'):\n"
+        "        out = lfd13_probe.run(wire.load(name), {})\n"
+        "        assert 'NameError' in out.get('fatal', ''), (name, out)\n"  # the student's function is missing
+        "        assert 'is not defined: run the cell' in out['fatal'], out\n"
+        "print('ok', 'checks' in sys.modules, 'judge' in sys.modules, 'cases' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, '.');" + script],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip() == "ok False False False", proc.stdout + proc.stderr

@@ -340,8 +340,10 @@ def toy_spec(s: Secret, label: str, *, tied: bool = False) -> tuple[dict, list[s
         extra = s.choose(others, s.integer(1, 2, f"{label} extra {i}"), f"{label} others {i}")
         blocks.append(s.choose(targets + extra, len(targets) + len(extra), f"{label} order {i}"))
     spec = {"vocab": s.integer(12, 30, label + " vocab"), "d": s.integer(4, 8, label + " d"), "length": 16,
-            "blocks": blocks, "head": f"{targets[0]}_{s.choose(['head', 'proj_out', 'classifier'], 1, label)[0]}",
+            "blocks": blocks, "head": f"{targets[0]}_{s.choose(['head', 'classifier', 'logits'], 1, label)[0]}",
             "n_out": s.integer(2, 5, label + " n_out"), "tied": tied}
+    # a qualified name ends with a target exactly where peft's ".target" matching finds it
+    assert not any(spec["head"].endswith(t) for t in POOL), spec["head"]
     return spec, targets
 
 
