@@ -348,7 +348,7 @@ def _autograde(course: Path, name: str, who: list[str], bar, config: list[str], 
     the sandbox reported: {"limit_hit": students, "left": paths it could not remove}."""
     import confine  # noqa: PLC0415 - assignments/grading, on sys.path once grade() started
 
-    tmp = Path(tempfile.mkdtemp(prefix="lfd13-grade-"))
+    tmp = Path(tempfile.mkdtemp(prefix="lfd13-grade-", dir=confine.temp_root()))
     tmp.chmod(0o711)  # searchable, not listable: each sandbox's own uid reaches its box by its full path
     info: dict = {"limit_hit": set(), "left": []}
     try:

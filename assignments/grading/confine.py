@@ -240,6 +240,15 @@ def problem(parent: str | None = None) -> str | None:
 
 
 # ---------------------------------------------------------------- boxes
+def temp_root() -> str:
+    """Where sandboxes' folders are made: the temporary folder, unless a folder above it cannot be searched
+    by other users (bubblewrap resolves the paths it binds as the sandbox's own uid), then ``/tmp``."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir()).resolve()
+    return str(base) if all(p.stat().st_mode & 0o001 for p in (base, *base.parents)) else "/tmp"
+
+
 def can_mount() -> bool:
     return os.geteuid() == 0
 

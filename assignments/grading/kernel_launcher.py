@@ -42,13 +42,29 @@ HOME_SIZE = 64 << 20
 
 
 class Binds:
-    """bwrap arguments; sources are opened here (as the grader) and passed as file descriptors."""
+    """bwrap arguments. Sources are opened here (as the grader) and passed as file descriptors; or, with
+    ``stage`` (as root, in a mount namespace of the launcher's own), bind-mounted first to neutral paths
+    in the box (``stage/0``, ``stage/1``, ...), so that bubblewrap, run as the sandbox's unprivileged
+    uid, never has to resolve a path of the grader's (a venv under ``/root``, a course in a private
+    folder)."""
 
-    def __init__(self):
+    def __init__(self, stage: str | None = None):
         self.args: list[str] = []
         self.fds: list[int] = []
+        self.stage = stage
+        if stage is not None:
+            os.makedirs(stage, mode=0o711, exist_ok=True)
 
     def bind(self, src: str, dest: str, *, writable: bool = False) -> None:
+        if self.stage is not None:
+            target = os.path.join(self.stage, str(len(self.args)))
+            if os.path.isdir(src):
+                os.mkdir(target, 0o711)
+            else:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            _mount(src, target, MS_BIND | MS_REC)
+            self.args += ["--bind" if writable else "--ro-bind", target, dest]
+            return
         fd = os.open(src, os.O_PATH | os.O_CLOEXEC)
         os.set_inheritable(fd, True)
         self.fds.append(fd)
@@ -57,6 +73,33 @@ class Binds:
     def close(self) -> None:
         for fd in self.fds:
             os.close(fd)
+
+
+MS_BIND, MS_REC, MS_PRIVATE, CLONE_NEWNS = 4096, 16384, 1 << 18, 0x20000
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(src: str, target: str, flags: int) -> None:
+    import ctypes
+
+    if _libc().mount(src.encode() if src else None, target.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {src} on {target}: {os.strerror(err)}")
+
+
+def private_mount_namespace() -> None:
+    """As root: this process (single-threaded, before bubblewrap) gets a mount namespace of its own, with
+    nothing propagating back to the grader's, for the staged binds."""
+    import ctypes
+
+    if _libc().unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    _mount("", "/", MS_REC | MS_PRIVATE)
 
 
 def system_libraries() -> list[str]:
@@ -71,13 +114,14 @@ def system_libraries() -> list[str]:
     return found
 
 
-def bwrap_command(manifest: dict, lib: str, box: str, argv: list[str], *, limits: dict | None = None
-                  ) -> tuple[list[str], Binds, dict]:
-    """The bwrap command line that runs ``argv`` (paths inside the sandbox) for one box."""
+def bwrap_command(manifest: dict, lib: str, box: str, argv: list[str], *, limits: dict | None = None,
+                  stage: str | None = None) -> tuple[list[str], Binds, dict]:
+    """The bwrap command line that runs ``argv`` (paths inside the sandbox) for one box (``stage``: see
+    ``Binds``)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise FileNotFoundError("bubblewrap (bwrap) is not installed")
-    b = Binds()
+    b = Binds(stage)
     b.args += ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                "--hostname", "lfd13-sandbox", "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL", "--clearenv"]
     # system libraries, at their own paths (merged-/usr symlinks recreated)
@@ -184,7 +228,7 @@ def preflight(timeout: int = 120, cgroup_parent: str | None = None) -> str | Non
     if problem:
         return problem
     group = confine.Cgroup(f"check-{os.getpid()}", parent=cgroup_parent)
-    box = tempfile.mkdtemp(prefix="lfd13-check-")
+    box = tempfile.mkdtemp(prefix="lfd13-check-", dir=confine.temp_root())
     try:
         for d in SANDBOX_DIRS:
             os.makedirs(os.path.join(box, d))
@@ -286,7 +330,11 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(exe, [exe, "-I", os.path.join(lib, "kernel_main.py"), "--box", inside,
                        *(tail or ["-f", prepare_connection(args["connection_file"], box, inside)])])
     inner = tail or ["-f", prepare_connection(args["connection_file"], box, BOX)]
-    cmd, _binds, _ = bwrap_command(manifest, lib, box, ["--box", BOX, *inner])
+    stage = None
+    if os.geteuid() == 0:
+        private_mount_namespace()
+        stage = os.path.join(box, "stage")
+    cmd, _binds, _ = bwrap_command(manifest, lib, box, ["--box", BOX, *inner], stage=stage)
     uid = become_unprivileged(box)
     if args["selftest"]:
         print(json.dumps({"host_uid": uid}), flush=True)

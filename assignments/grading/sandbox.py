@@ -292,7 +292,8 @@ class SandboxedExecute(Execute):
             import kernel_env  # noqa: PLC0415
 
             cls._manifest = kernel_env.load()
-            root = Path(tempfile.mkdtemp(prefix="lfd13-"))  # short: Unix socket paths are limited to 107 bytes
+            # short: Unix socket paths are limited to 107 bytes
+            root = Path(tempfile.mkdtemp(prefix="lfd13-", dir=confine.temp_root()))
             root.chmod(0o711)  # searchable, not listable: a sandbox's own uid reaches its box by its full path
             lib = root / "lib"
             lib.mkdir()
@@ -333,7 +334,14 @@ class SandboxedExecute(Execute):
         km = super().create_kernel_manager()
         km.transport = "ipc"
         km.ip = str(self._box / "sandbox" / "ipc" / "k")
-        km.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)  # every socket to this kernel: no message is buffered whole
+        make_client = km.client
+
+        def client(**kwargs):  # every socket to this kernel drops a message larger than MAX_MESSAGE on arrival
+            kc = make_client(**kwargs)
+            kc.context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+            return kc
+
+        km.client = client
         return km
 
     def preprocess_cell(self, cell, resources, index):
