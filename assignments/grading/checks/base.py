@@ -178,8 +178,11 @@ def within(measured: float, expected: float, n: int, what: str, *, var: float | 
 
     ``var`` defaults to a Bernoulli variance; ``slack`` widens the interval by a known bias (e.g. the
     rounding of an exact count per row, which the specification allows)."""
-    if var is None:
-        var = max(expected * (1 - expected), 1 / max(n, 1))
+    if var is None:  # the largest Bernoulli variance of a mean within the slack of the expected one
+        means = [min(max(q, 0.0), 1.0) for q in (expected - slack, expected, expected + slack)]
+        if means[0] <= 0.5 <= means[-1]:
+            means.append(0.5)
+        var = max(max(q * (1 - q) for q in means), 1 / max(n, 1))
     tol = bernstein(n, var, b, delta) + slack
     if not abs(measured - expected) <= tol:
         f = (lambda v: f"{v:.1%}") if percent else (lambda v: f"{v:.3g}")

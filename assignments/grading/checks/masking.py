@@ -193,7 +193,7 @@ def split_statistics(ids: torch.Tensor, masked: torch.Tensor, selected: torch.Te
     for band, count in enumerate(bands.tolist()):
         within(count / len(random_ids), 0.1, len(random_ids),
                f"{what}: the share of random replacement ids in the band {band}/10 of [0, vocab_size) "
-               "(draw them uniformly from the whole vocabulary)", delta=DELTA / 10)
+               "(draw them uniformly from the whole vocabulary)", slack=slack, delta=DELTA / 10)
     even = (ids.shape[1] // 2) * 2  # neighbours (0, 1), (2, 3), ...: disjoint pairs of selected positions
     left, right = kind[:, 0:even:2], kind[:, 1:even:2]
     both = (left >= 0) & (right >= 0)
