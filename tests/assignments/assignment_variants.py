@@ -573,6 +573,27 @@ CORRECT: dict[str, list[tuple[str, dict[str, str]]]] = {
     mask = torch.ones(B, L).scatter_(1, ids_shuffle[:, :keep], 0.0)
     x_visible = x[torch.arange(B)[:, None], ids_shuffle[:, :keep]]
     return x_visible, mask, ids_restore"""}),
+        ("thresholds_and_randperm", {
+            "answer_mask_tokens": _MT + """
+    u = torch.rand(input_ids.shape, generator=generator)
+    v = torch.rand(input_ids.shape, generator=generator)
+    random_ids = torch.randint(0, vocab_size, input_ids.shape, generator=generator)
+    selected = (u < mlm_probability) & ~special_tokens_mask
+    labels = input_ids.masked_fill(~selected, -100)
+    inputs = torch.where(selected & (v < 0.8), torch.full_like(input_ids, mask_token_id), input_ids)
+    inputs = torch.where(selected & (v >= 0.8) & (v < 0.9), random_ids, inputs)
+    return inputs, labels""",
+            "answer_random_masking": _RM + """
+    B, L, D = x.shape
+    keep = int(L * (1 - mask_ratio))
+    if noise is None:  # a uniformly random order per sample, as sorting uniform noise gives
+        ids_shuffle = torch.stack([torch.randperm(L, generator=generator) for _ in range(B)])
+    else:
+        ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x_visible = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
+    mask = (ids_restore >= keep).float()
+    return x_visible, mask, ids_restore"""}),
     ],
     "contrastive": [
         ("log_softmax_and_ranks", {
