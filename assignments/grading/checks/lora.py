@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lfd13_probe import ToyNet, attempt, freeze, linear, load_adapters, load_lora, need, sgd_step, snapshot
 
-from .base import Check, Fail, Secret, close, field, items, number, result, tensor
+from .base import Check, Fail, Secret, close, entries, field, items, number, result, tensor
 
 POOL = ["query", "key", "value", "out", "dense", "proj", "gate", "fc"]  # no name ends with another
 
@@ -60,10 +60,6 @@ def layer_case(s: Secret, label: str, *, default_alpha: bool = False, zero_b: bo
 
 def alpha_of(c: dict) -> float:
     return 1.0 if c["alpha"] is None else c["alpha"]
-
-
-def _kwargs(c: dict) -> dict:
-    return {"r": c["r"]} if c["alpha"] is None else {"r": c["r"], "alpha": c["alpha"]}
 
 
 # ---------------------------------------------------------------- the reference: peft's LoRA layer
@@ -194,7 +190,7 @@ def make_forward(s: Secret) -> dict:
     return {"cases": [layer_case(s, "given alpha"), layer_case(s, "default alpha", default_alpha=True)]}
 
 
-def _loaded(c: dict, rec, alpha_shown: bool = True) -> str:
+def _loaded(c: dict, rec) -> str:
     what = f"LoRALinear(r={c['r']}" + (f", alpha={c['alpha']})" if c["alpha"] is not None else ")")
     _built(rec, what)
     result(field(rec, "load"), f"{what}: setting lora_A.weight and lora_B.weight")
@@ -202,9 +198,7 @@ def _loaded(c: dict, rec, alpha_shown: bool = True) -> str:
 
 
 def judge_forward(inputs: dict, outputs: dict) -> str:
-    recs = field(outputs, "cases")
-    recs = recs if isinstance(recs, list) and len(recs) == len(inputs["cases"]) else [None] * len(inputs["cases"])
-    for c, rec in zip(inputs["cases"], recs):
+    for c, rec in zip(inputs["cases"], entries(outputs, "cases", len(inputs["cases"]))):
         what = _loaded(c, rec)
         ref = peft_layer(c["W"], c["bias"], c["A"], c["B"], c["r"], alpha_of(c))
         close(result(field(rec, "y0"), f"{what}(x)"), ref(c["x"]).detach(), f"the output of {what} {BRANCH}")
@@ -253,9 +247,7 @@ def make_merge(s: Secret) -> dict:
 
 
 def judge_merge(inputs: dict, outputs: dict) -> str:
-    recs = field(outputs, "cases")
-    recs = recs if isinstance(recs, list) and len(recs) == len(inputs["cases"]) else [None] * len(inputs["cases"])
-    for c, rec in zip(inputs["cases"], recs):
+    for c, rec in zip(inputs["cases"], entries(outputs, "cases", len(inputs["cases"]))):
         what = _loaded(c, rec)
         ref = peft_layer(c["W"], c["bias"], c["A"], c["B"], c["r"], alpha_of(c))
         y0 = ref(c["x"]).detach()
@@ -421,7 +413,7 @@ def judge_inject(c: dict, outputs: dict) -> str:
     result(field(outputs, "step"), f"a training step of the model returned by {what}")
     sgd_step([ref], lambda: (ref(c["ids"]) * c["G"]).sum(), c["lr"])
     close(result(field(outputs, "y1"), "the model after a step"), ref(c["ids2"]).detach(),
-          f"the output of the model after one SGD step (only the LoRA weights of the replaced layers may be "
+          "the output of the model after one SGD step (only the LoRA weights of the replaced layers may be "
           "trainable; every other parameter must be frozen, and no other layer replaced)")
     return "targets replaced, everything else frozen: one training step equals peft's"
 
@@ -447,9 +439,7 @@ def make_count(s: Secret) -> dict:
 
 
 def judge_count(inputs: dict, outputs: dict) -> str:
-    recs = field(outputs, "models")
-    recs = recs if isinstance(recs, list) and len(recs) == len(inputs["models"]) else [None] * len(inputs["models"])
-    for m, rec in zip(inputs["models"], recs):
+    for m, rec in zip(inputs["models"], entries(outputs, "models", len(inputs["models"]))):
         net = freeze(ToyNet(m["spec"]), m["frozen"])
         params = list(net.parameters())  # each parameter once, shared ones included
         want = (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
