@@ -1,26 +1,30 @@
 """Start one submission's IPython kernel inside bubblewrap, or refuse.
 
-Instructor-only. The grading kernelspec (written by ``sandbox.py``) runs this file, as the
-grader, with the connection file jupyter_client wrote; it replaces itself by ``bwrap``, which
-runs ``kernel_main.py`` with the kernel environment's interpreter (``kernel_env.py``). What the
-kernel gets is an allow-list:
+Instructor-only. The grading kernelspec (written by ``sandbox.py`` for each box) runs this file, as
+the grader, with everything on its command line (the box, the kernel environment's manifest, the
+sandbox's control group, and ``--unsafe-no-sandbox`` only when ``course.py grade
+--unsafe-no-sandbox`` asked for it): no environment variable changes what it does. It joins the
+sandbox's control group, and as root stages every bind in a mount namespace of its own and takes a
+host uid of the sandbox's own; then it replaces itself by ``bwrap``, which runs ``kernel_main.py``
+with the kernel environment's interpreter (``kernel_env.py``). What the kernel gets is an allow-list:
 
 * file system: an empty root; read-only, only the base interpreter and its standard library
   (its own site-packages replaced by an empty folder), the shared system libraries, each linked
   distribution of the kernel environment and the probe's three modules; writable, only its box
-  (``/box``: work, home, out, and the IPC sockets), a small ``/tmp`` and ``/dev/shm``;
-  ``/box/tasks`` (the grader's inputs) read-only;
-* namespaces: its own user, pid (``/proc`` shows only the kernel's processes), IPC, network
-  (no interface but its own loopback), UTS and cgroup namespaces; no nested user namespaces;
-  a new session (no terminal); the kernel talks to the grader over Unix sockets in the box;
-* limits (``kernel_main.py``): address space, processes, open files, file size, CPU time;
+  (``/box``: outputs and the IPC sockets), a working folder and a home in memory, a small ``/tmp``
+  and ``/dev/shm``; ``/box/tasks`` (the grader's inputs) read-only;
+* namespaces: its own user (as root: an unprivileged host uid per sandbox, so RLIMIT_NPROC holds),
+  pid (``/proc`` shows only the kernel's processes), IPC, network (no interface but its own
+  loopback), UTS and cgroup namespaces; no nested user namespaces; a new session (no terminal);
+  the kernel talks to the grader over Unix sockets in the box;
+* limits: for the sandbox as a whole, its control group (``confine.py``: processes, memory, CPU);
+  per process (``kernel_main.py``): address space, processes, open files, file size, CPU time;
 * lifetime: the kernel is pid 1's child in its namespace and bubblewrap dies with its parent;
-  when either goes, the kernel ends every process left in the namespace.
+  the grader kills the whole control group when the notebook ends.
 
-Nothing falls back: if bubblewrap is missing or the namespaces cannot be made, the kernel does
-not start and the submission is recorded as not gradable (``course.py grade`` checks this once
-before grading and refuses with the reason). ``LFD13_UNSAFE_NO_SANDBOX=1``, set only by
-``course.py grade --unsafe-no-sandbox``, runs the kernel environment without isolation.
+Nothing falls back: if bubblewrap is missing, the namespaces or the control group cannot be made,
+the kernel does not start and the submission is recorded as not gradable (``course.py grade``
+checks this once before grading and refuses with the reason).
 The kernel's stdout and stderr go to ``kernel.log`` in the box, never to the grader's log.
 """
 from __future__ import annotations
@@ -34,7 +38,7 @@ SANDBOX_ROOT = "/kernel"
 LIB = f"{SANDBOX_ROOT}/lib"
 ENV = f"{SANDBOX_ROOT}/env"
 BOX = "/box"
-PROBE_FILES = ("kernel_main.py", "lfd13_probe.py", "cases.py", "wire.py")
+PROBE_FILES = ("kernel_main.py", "lfd13_probe.py", "wire.py")  # the kernel gets no case, check or seed
 DEFAULT_LIMITS = {"AS": 12 << 30, "NPROC": 256, "NOFILE": 512, "FSIZE": 64 << 20, "CPU": 600, "CORE": 0}
 TMP_SIZE = 64 << 20
 WORK_SIZE = 256 << 20  # the kernel's working folder, a tmpfs inside the sandbox
@@ -308,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     box = args["box"]
     with open(args["manifest"]) as f:
         manifest = json.load(f)
-    lib = os.path.dirname(os.path.abspath(__file__))
+    lib = os.path.join(box, "lib")  # the probe's modules, copied into the box: no grader path in mountinfo
+    if not os.path.isdir(lib):
+        lib = os.path.dirname(os.path.abspath(__file__))
     for procs in args["cgroup_procs"]:  # join the sandbox's control group before anything else starts
         with open(procs, "w") as f:
             f.write(str(os.getpid()))

@@ -3,19 +3,25 @@
 Instructor-only. ``SandboxedExecute`` replaces nbgrader's ``Execute`` in the autograde pipeline
 (see ``nbgrader_config.py``). For each notebook it
 
-1. makes a private box and draws a seed the kernel never sees; writes each hidden test's inputs
-   (``cases.py``) into the box;
+1. makes a private box (a tmpfs with a size, as root) and a control group (``confine.py``: processes,
+   memory and CPU for the sandbox as a whole), draws a seed the kernel never sees and writes each
+   hidden test's task (``cases.py``) into the box;
 2. executes the notebook in the ``lfd13-sandbox`` kernel (``kernel_launcher.py``: bubblewrap,
    the kernel environment, IPC over Unix sockets in the box), with a limit per cell and one per
    notebook; a kernel that ignores an interrupt is killed and execution ends there;
-3. kills the sandbox (everything the kernel started dies with its pid namespace);
+   outputs are counted as they arrive (ZeroMQ drops any message over 8 MB; once the notebook's budget
+   is spent, later outputs are dropped);
+3. kills everything in the sandbox's control group;
 4. has each hidden-test cell judged by the judge worker (``judge_worker.py``, a separate process
    with memory and time limits) from the raw outputs the kernel left in the box, and rewrites
    the cell's outputs: a pass prints a line, a failure becomes an error whose message the
    student sees;
 5. sanitises every output: only plain text and PNG/JPEG images are kept (no HTML, JavaScript or
    SVG), control characters other than colours are removed, and each output and the notebook as
-   a whole are capped in size.
+   a whole are capped in size;
+6. removes the box and the control group, and reports (``report_file``) whether a time or memory
+   limit was hit (``course.py`` then grades the submission again alone) and anything it could not
+   remove.
 
 ``RebuildCellMetadata`` (a sanitize preprocessor) rebuilds every cell's nbgrader metadata from
 the gradebook, so nothing a student writes there reaches nbgrader.
@@ -290,6 +296,7 @@ class SandboxedExecute(Execute):
         if cls._root is None:
             import confine  # noqa: PLC0415
             import kernel_env  # noqa: PLC0415
+            import kernel_launcher  # noqa: PLC0415
 
             cls._manifest = kernel_env.load()
             # short: Unix socket paths are limited to 107 bytes
@@ -297,7 +304,7 @@ class SandboxedExecute(Execute):
             root.chmod(0o711)  # searchable, not listable: a sandbox's own uid reaches its box by its full path
             lib = root / "lib"
             lib.mkdir()
-            for name in ("kernel_launcher.py", "kernel_main.py", "lfd13_probe.py", "cases.py", "wire.py"):
+            for name in ("kernel_launcher.py", *kernel_launcher.PROBE_FILES):
                 shutil.copy(HERE / name, lib / name)
             (root / "manifest.json").write_text(json.dumps(cls._manifest))
             os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root / "jupyter"),
@@ -392,6 +399,7 @@ class SandboxedExecute(Execute):
         import cases  # noqa: PLC0415
         import confine  # noqa: PLC0415
         import judge  # noqa: PLC0415
+        import kernel_launcher  # noqa: PLC0415
         import wire  # noqa: PLC0415
 
         root = self._prepare()
@@ -401,8 +409,10 @@ class SandboxedExecute(Execute):
         box.chmod(0o711)
         group = None
         try:
-            for d in ("tasks", "sandbox/work", "sandbox/home", "sandbox/out", "sandbox/ipc", "sandbox/tasks"):
+            for d in ("tasks", "lib", "sandbox/work", "sandbox/home", "sandbox/out", "sandbox/ipc", "sandbox/tasks"):
                 (box / d).mkdir(parents=True)
+            for name in kernel_launcher.PROBE_FILES:
+                shutil.copy(root / "lib" / name, box / "lib" / name)
             if not self.unsafe_no_sandbox:
                 group = confine.Cgroup(box.name, parent=self.cgroup_parent or None)
             return self._grade(nb, resources, box, group, cases, judge, wire)
