@@ -335,6 +335,11 @@ def load_status(course: Path) -> dict[str, dict]:
         return {}
 
 
+def _cgroup_parent(config: list[str]) -> str | None:
+    given = [c.split("=", 1)[1] for c in config if c.startswith("--SandboxedExecute.cgroup_parent=")]
+    return given[0] if given else None
+
+
 def _private_mounts() -> list[str]:
     """As root, nbgrader runs in a mount namespace of its own: the boxes' tmpfs mounts die with it."""
     if os.geteuid() == 0 and shutil.which("unshare"):
@@ -363,8 +368,12 @@ def _autograde(course: Path, name: str, who: list[str], bar, config: list[str], 
             shutil.copy(course / "gradebook.db", work / "gradebook.db")
         for student in who:
             shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name, symlinks=True)
-        rc = nbgrader(["autograde", name, "--force", *config, f"--SandboxedExecute.report_file={report}"], work,
+        prefix = f"{tmp.name}-"  # this run's control groups: any the run leaves behind are removed below
+        rc = nbgrader(["autograde", name, "--force", *config, f"--SandboxedExecute.report_file={report}",
+                       f"--SandboxedExecute.cgroup_prefix={prefix}"], work,
                       progress=bar, log=log, env={"TMPDIR": str(scratch)}, wrap=_private_mounts())
+        if "--SandboxedExecute.unsafe_no_sandbox=True" not in config:
+            info["left"] += confine.sweep(prefix, _cgroup_parent(config))
         done = {s for s in who if (work / "autograded" / s / name / f"{name}.ipynb").is_file()}
         if report.exists():
             for line in report.read_text().splitlines():

@@ -202,6 +202,31 @@ class Cgroup:
         return left
 
 
+def sweep(prefix: str, parent: str | None = None) -> list[str]:
+    """Kill and remove every group whose name starts with ``prefix`` (those of one grading run, left
+    behind if its grader was killed); what could not be removed, for the caller to report."""
+    where = list(layout(parent).values())
+    freezer = _mounts_freezer()
+    if freezer is not None and "unified" not in layout(parent):
+        where.append(freezer)
+    found: dict[str, list[Path]] = {}
+    for base in where:
+        try:
+            children = [d for d in base.iterdir() if d.is_dir()]
+        except OSError:
+            continue
+        for d in children:
+            name = d.name[len("lfd13-"):] if d.name.startswith("lfd13-") else d.name
+            if name.startswith(prefix):
+                found.setdefault(name, []).append(d)
+    left = []
+    for dirs in found.values():
+        group = Cgroup.__new__(Cgroup)
+        group.limits, group.dirs = dict(LIMITS), dirs
+        left += group.remove()
+    return left
+
+
 def _mounts_freezer() -> Path | None:
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")

@@ -281,6 +281,8 @@ class SandboxedExecute(Execute):
                                          "--unsafe-no-sandbox; a trusted test run only).").tag(config=True)
     cgroup_parent = Unicode("", help="A delegated cgroup v2 folder to make the sandboxes' groups in "
                                      "(default: found under /sys/fs/cgroup, as root).").tag(config=True)
+    cgroup_prefix = Unicode("", help="Prefix of this run's control groups (course.py removes any it left).").tag(
+        config=True)
     report_file = Unicode("", help="A JSON-lines file: per notebook, whether a time or memory limit was hit "
                                    "and what could not be removed (read by course.py).").tag(config=True)
     output_budget = Integer(MAX_NOTEBOOK * 4, help="Bytes of output kept while a notebook streams it; "
@@ -414,7 +416,7 @@ class SandboxedExecute(Execute):
             for name in kernel_launcher.PROBE_FILES:
                 shutil.copy(root / "lib" / name, box / "lib" / name)
             if not self.unsafe_no_sandbox:
-                group = confine.Cgroup(box.name, parent=self.cgroup_parent or None)
+                group = confine.Cgroup(f"{self.cgroup_prefix}{box.name}", parent=self.cgroup_parent or None)
             return self._grade(nb, resources, box, group, cases, judge, wire)
         finally:
             left = group.remove() if group is not None else []
