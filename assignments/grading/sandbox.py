@@ -9,8 +9,8 @@ Instructor-only. ``SandboxedExecute`` replaces nbgrader's ``Execute`` in the aut
 2. executes the notebook in the ``lfd13-sandbox`` kernel (``kernel_launcher.py``: bubblewrap,
    the kernel environment, IPC over Unix sockets in the box), with a limit per cell and one per
    notebook; a kernel that ignores an interrupt is killed and execution ends there;
-   outputs are counted as they arrive (ZeroMQ drops any message over 8 MB; once the notebook's budget
-   is spent, later outputs are dropped);
+   outputs are cut and counted as they arrive (ZeroMQ drops any message over 64 MB; once the
+   notebook's budget is spent, later outputs are dropped);
 3. kills everything in the sandbox's control group;
 4. has each hidden-test cell judged by the judge worker (``judge_worker.py``, a separate process
    with memory and time limits) from the raw outputs the kernel left in the box, and rewrites
@@ -62,7 +62,7 @@ ONLY_TORCH = "the grader's kernel has torch, numpy and matplotlib only: write it
 
 
 LIMIT_MESSAGE = "Hidden tests failed: your results could not be checked within the grader's time and memory limits."
-MAX_MESSAGE = 8 << 20       # bytes of one message from the kernel: larger ones are dropped by ZeroMQ on arrival
+MAX_MESSAGE = 64 << 20      # bytes of one message from the kernel: larger ones are dropped by ZeroMQ on arrival
 
 
 class NotebookTimeout(Exception):
@@ -153,6 +153,11 @@ def _clean_text(text, limit: int = MAX_TEXT) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n... output truncated ({limit} characters kept) ..."
     return text
+
+
+def _cut(text: str, limit: int = MAX_TEXT) -> str:
+    """Text cut (not yet cleaned) to a little more than ``limit`` characters, as it arrives."""
+    return text if len(text) <= limit + 200 else text[:limit + 200]
 
 
 def sanitize_output(out: dict) -> dict | None:
@@ -360,13 +365,24 @@ class SandboxedExecute(Execute):
         return super().preprocess_cell(cell, resources, index)
 
     def output(self, outs, msg, display_id, cell_index):
-        """Each output as it arrives: counted against the notebook's budget, dropped once it is spent."""
-        content = msg.get("content", {})
-        size = len(content.get("text", "")) if isinstance(content.get("text"), str) else 0
-        data = content.get("data") if isinstance(content.get("data"), dict) else {}
-        size += sum(len(v) for v in data.values() if isinstance(v, str))
-        size += sum(len(v) for v in content.get("traceback", []) if isinstance(v, str)) \
-            if isinstance(content.get("traceback"), list) else 0
+        """Each output as it arrives: cut to what sanitising would keep of it (text to ``MAX_TEXT``
+        characters, no image over ``MAX_IMAGE``), counted against the notebook's budget, and dropped
+        once the budget is spent; nothing larger is ever held."""
+        content = msg.get("content")
+        if not isinstance(content, dict):
+            return None
+        if isinstance(content.get("text"), str):
+            content["text"] = _cut(content["text"])
+        if isinstance(content.get("data"), dict):
+            content["data"] = {k: (_cut(v) if k == "text/plain" else v) for k, v in content["data"].items()
+                               if k in KEEP_MIME and isinstance(v, str) and (k == "text/plain" or len(v) <= MAX_IMAGE)
+                               } or {"text/plain": "[output not kept by the grader]"}
+        if isinstance(content.get("traceback"), list):
+            content["traceback"] = [_cut(str(v), 4000) for v in content["traceback"][:100]]
+        for key in ("ename", "evalue"):
+            if key in content:
+                content[key] = _cut(str(content[key]), 2000)
+        size = len(json.dumps(content, default=str))
         self._output_used += size
         if self._output_used > self.output_budget:
             if not self._output_noted:
