@@ -207,7 +207,9 @@ def runs(tmp_path_factory):
         "h-page": hostile("print('page')", HOSTILE_MARKDOWN, {"answer_random_masking": "pass"}),
     })
     mixed = _grade(base, notebooks, {"LFD13_UNSAFE_NO_SANDBOX": "1", "LFD13_UNSAFE": "1"})
-    return alone, mixed
+    yield alone, mixed
+    for run in (alone, mixed):
+        shutil.rmtree(run.tmp, ignore_errors=True)
 
 
 def _outputs(run: Run, student: str) -> str:
@@ -261,7 +263,6 @@ def test_a_memory_hog_of_three_processes_is_bounded_by_its_sandbox(runs):
 def test_nothing_is_left_on_the_host(runs):
     for run in runs:
         assert list(run.tmp.iterdir()) == [], list(run.tmp.iterdir())
-        run.tmp.rmdir()
         assert "could not remove" not in run.proc.stderr
     _, mixed = runs
     assert "TREE_MADE" in _outputs(mixed, "e-tree")
