@@ -3,7 +3,7 @@
 The notebooks in ``source/`` are the artefact nbgrader reads; this script is how they are kept
 tidy (no outputs, stable cell ids, uniform nbgrader metadata). Edit here, then run
 ``python assignments/build_sources.py``. Solutions sit between ``### BEGIN SOLUTION`` and
-``### END SOLUTION``; hidden tests only call ``lfd13_probe.observe`` (the checks live in ``grading/``).
+``### END SOLUTION``; hidden tests only call ``lfd13_probe.observe`` (the checks live in ``grading/checks/``).
 """
 from __future__ import annotations
 

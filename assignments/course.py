@@ -32,6 +32,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 COURSE = Path(__file__).resolve().parent
@@ -49,18 +50,46 @@ def clean_log(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nbgrader(args: list[str], cwd: Path, *, progress=None, log: Path | None = None, env=None) -> int:
-    """Run ``nbgrader ARGS`` in ``cwd``; count 'Autograding' lines on ``progress``; keep the log."""
-    bindir = str(Path(sys.executable).parent)
-    run_env = {**os.environ, **(env or {}), "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    cmd = [sys.executable, "-m", "nbgrader", *args]
-    with subprocess.Popen(cmd, cwd=cwd, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
-        lines = []
+def grader_environment(extra: dict | None = None) -> dict:
+    """The environment nbgrader runs in: this one without any ``LFD13_*`` variable (nothing inherited
+    from the instructor's shell can switch the sandbox off or change its limits), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LFD13_")}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    return {**env, **(extra or {})}
+
+
+def nbgrader(args: list[str], cwd: Path, *, progress=None, log: Path | None = None, env=None,
+             wrap: list[str] | None = None, memory: int | None = None, timeout: float | None = None) -> int:
+    """Run ``nbgrader ARGS`` in ``cwd`` (after ``wrap``, e.g. ``unshare``), with at most ``memory`` bytes
+    of address space and ``timeout`` seconds; count 'Autograding' lines on ``progress``; keep the log.
+    Returns the exit status (-9 when it was stopped at its time limit)."""
+    import threading
+
+    cmd = [*(wrap or []), sys.executable, "-m", "nbgrader", *args]
+
+    def limits():
+        if memory:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    with subprocess.Popen(cmd, cwd=cwd, env=grader_environment(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace",
+                          preexec_fn=limits if memory else None, start_new_session=timeout is not None) as proc:
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9) if proc.poll() is None else None)
+            timer.start()
+        lines: list[str] = []
+        size = 0
         for line in proc.stdout:
-            lines.append(line)
+            size += len(line)
+            if size < 4 * MAX_LOG:
+                lines.append(line)
             if progress is not None and "] Autograding " in line:
                 progress.update(1)
+        if timer is not None:
+            timer.cancel()
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(clean_log("".join(lines)))
@@ -215,11 +244,14 @@ def submissions(course: Path, name: str, students: list[str] | None) -> list[str
 
 
 def grade(course: Path, names: list[str], students: list[str] | None = None, timeout: int | None = None,
-          jobs: int = 1, unsafe: bool = False, notebook_timeout: int | None = None) -> dict[str, dict]:
+          jobs: int = 1, unsafe: bool = False, notebook_timeout: int | None = None,
+          cgroup: str | None = None) -> dict[str, dict]:
     """Autograde the collected submissions in nbgrader runs of up to ``CHUNK`` students, ``jobs`` at a
-    time, each in a private temporary copy of the course; a submission a run did not grade is graded
-    again alone; every outcome is recorded in ``.course/status.json``. Refuses (SystemExit) when the
-    sandbox cannot be set up, unless ``unsafe`` (a trusted test run only)."""
+    time, each in a private temporary copy of the course; a submission a run did not grade, or whose
+    grading hit a time or memory limit while other submissions were graded beside it, is graded again
+    alone, after the others, and that result is final; every outcome is recorded in
+    ``.course/status.json``. Refuses (SystemExit) when the sandbox cannot be set up (bubblewrap, a
+    control group per sandbox), unless ``unsafe`` (a trusted test run only)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
@@ -227,6 +259,10 @@ def grade(course: Path, names: list[str], students: list[str] | None = None, tim
     protect(course)
     if not (course / "gradebook.db").exists():
         raise SystemExit("no gradebook: run `course.py release` first")
+    inherited = sorted(k for k in os.environ if k.startswith("LFD13_") and "UNSAFE" in k.upper())
+    if inherited:
+        print(f"WARNING: ignoring {', '.join(inherited)} from the environment: only `course.py grade "
+              "--unsafe-no-sandbox` switches the sandbox off.", file=sys.stderr)
     todo = {name: who for name in names if (who := submissions(course, name, students))}
     total = sum(len(v) for v in todo.values())
     if total == 0:
@@ -235,32 +271,57 @@ def grade(course: Path, names: list[str], students: list[str] | None = None, tim
     sys.path.insert(0, str(course / "grading"))
     import kernel_launcher  # noqa: PLC0415
 
-    env = {"LFD13_CELL_TIMEOUT": str(timeout)} if timeout else {}
+    config = [f"--Execute.timeout={timeout}"] if timeout else []
     if notebook_timeout:
-        env["LFD13_NOTEBOOK_TIMEOUT"] = str(notebook_timeout)
+        config.append(f"--SandboxedExecute.notebook_timeout={notebook_timeout}")
+    if cgroup:
+        config.append(f"--SandboxedExecute.cgroup_parent={cgroup}")
     if unsafe:
         print("WARNING: --unsafe-no-sandbox: student code runs WITHOUT ISOLATION, as this user, able to read and "
-              "change everything this user can (solutions, the gradebook, other submissions). Use it only for a "
-              "trusted test run.", file=sys.stderr)
-        env["LFD13_UNSAFE_NO_SANDBOX"] = "1"
+              "change everything this user can (solutions, the gradebook, other submissions), with no limit on "
+              "its processes or memory. Use it only for a trusted test run.", file=sys.stderr)
+        config.append("--SandboxedExecute.unsafe_no_sandbox=True")
     else:
-        problem = kernel_launcher.preflight()
+        problem = kernel_launcher.preflight(cgroup_parent=cgroup)
         if problem:
             raise SystemExit(f"course.py grade refuses to run student code: {problem}")
     chunks = [(name, who[i:i + CHUNK]) for name, who in todo.items() for i in range(0, len(who), CHUNK)]
+    alone_already = len(chunks) == 1 and total == 1
     results: dict[str, dict] = {}
     with tqdm(total=total, desc="grading", unit="notebook") as bar:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(_grade_chunk, course, name, who, bar, env, i) for i, (name, who) in enumerate(chunks)]
+            futures = [pool.submit(_grade_chunk, course, name, who, bar, config, i)
+                       for i, (name, who) in enumerate(chunks)]
             for future in futures:
                 results.update(future.result())
+    # a time or memory limit hit beside other submissions: graded again alone, nothing else running
+    again = sorted(k for k, v in results.items() if v.pop("limit_hit", False) and v["status"] == "graded")
+    if again and not alone_already:
+        print(f"grading {len(again)} submission(s) again alone (a time or memory limit was hit): "
+              f"{', '.join(again)}", file=sys.stderr)
+        for key in again:
+            student, name = key.split("/")
+            start = time.monotonic()
+            log = course / ".course" / f"grade-{name}-{student}-alone.log"
+            rc, done, info = _autograde(course, name, [student], None, config, log)
+            results[key] = ({"status": "graded", "seconds": round(time.monotonic() - start, 1), "graded_alone": True}
+                            if student in done else
+                            {"status": "failed", "detail": f"nbgrader exit status {rc}; see {log}"})
+            if info.get("left"):
+                results[key]["left_on_host"] = info["left"]
+    for v in results.values():
+        v.pop("limit_hit", None)
     status = load_status(course)
     status.update(results)
     (course / ".course").mkdir(exist_ok=True)
     (course / ".course" / "status.json").write_text(json.dumps(status, indent=1, sort_keys=True))
     protect(course)
     failed = sorted(k for k, v in results.items() if v["status"] != "graded")
+    left = sorted({p for v in results.values() for p in v.get("left_on_host", [])})
     print(f"nbgrader logs: {course / '.course'}/grade-<assignment>-<n>.log")
+    if left:
+        print(f"ERROR: grading could not remove {len(left)} path(s) from this machine: {'; '.join(left[:10])}",
+              file=sys.stderr)
     if failed:
         print(f"{len(failed)} submission(s) could not be graded: {', '.join(failed)}", file=sys.stderr)
     summary(course)
@@ -274,19 +335,55 @@ def load_status(course: Path) -> dict[str, dict]:
         return {}
 
 
-def _autograde(course: Path, name: str, who: list[str], bar, env: dict, log: Path) -> tuple[int, set[str]]:
-    """One nbgrader autograde run for ``who``; returns its exit status and the students it graded."""
-    with tempfile.TemporaryDirectory(prefix="lfd13-grade-") as tmp:
-        work = Path(tmp) / "course"
+def _cgroup_parent(config: list[str]) -> str | None:
+    given = [c.split("=", 1)[1] for c in config if c.startswith("--SandboxedExecute.cgroup_parent=")]
+    return given[0] if given else None
+
+
+def _private_mounts() -> list[str]:
+    """As root, nbgrader runs in a mount namespace of its own: the boxes' tmpfs mounts die with it."""
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        return ["unshare", "--mount", "--propagation", "private"]
+    return []
+
+
+def _autograde(course: Path, name: str, who: list[str], bar, config: list[str], log: Path
+               ) -> tuple[int, set[str], dict]:
+    """One nbgrader autograde run for ``who``; returns its exit status, the students it graded and what
+    the sandbox reported: {"limit_hit": students, "left": paths it could not remove}."""
+    import confine  # noqa: PLC0415 - assignments/grading, on sys.path once grade() started
+
+    tmp = Path(tempfile.mkdtemp(prefix="lfd13-grade-", dir=confine.temp_root()))
+    tmp.chmod(0o711)  # searchable, not listable: each sandbox's own uid reaches its box by its full path
+    info: dict = {"limit_hit": set(), "left": []}
+    try:
+        work = tmp / "course"
         work.mkdir(mode=0o700)
+        scratch = tmp / "s"  # the sandbox's boxes: inside this run's folder, removed with it
+        scratch.mkdir(mode=0o711)
+        report = tmp / "report.jsonl"
         (work / "nbgrader_config.py").write_text(
             f"c = get_config()\nload_subconfig({str(course / 'nbgrader_config.py')!r})\n")
         with _GRADEBOOK_LOCK:
             shutil.copy(course / "gradebook.db", work / "gradebook.db")
         for student in who:
             shutil.copytree(course / "submitted" / student / name, work / "submitted" / student / name, symlinks=True)
-        rc = nbgrader(["autograde", name, "--force"], work, progress=bar, log=log, env=env)
+        prefix = f"{tmp.name}-"  # this run's control groups: any the run leaves behind are removed below
+        rc = nbgrader(["autograde", name, "--force", *config, f"--SandboxedExecute.report_file={report}",
+                       f"--SandboxedExecute.cgroup_prefix={prefix}"], work,
+                      progress=bar, log=log, env={"TMPDIR": str(scratch)}, wrap=_private_mounts())
+        if "--SandboxedExecute.unsafe_no_sandbox=True" not in config:
+            info["left"] += confine.sweep(prefix, _cgroup_parent(config))
         done = {s for s in who if (work / "autograded" / s / name / f"{name}.ipynb").is_file()}
+        if report.exists():
+            for line in report.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("limit_hit"):
+                    info["limit_hit"].add(entry.get("student"))
+                info["left"] += entry.get("left") or []
         for student in done:
             dest = course / "autograded" / student / name
             if dest.exists():
@@ -295,17 +392,18 @@ def _autograde(course: Path, name: str, who: list[str], bar, env: dict, log: Pat
         if done:
             with _GRADEBOOK_LOCK:
                 merge_gradebook(course / "gradebook.db", work / "gradebook.db", name, sorted(done))
-    return rc, done
+    finally:
+        info["left"] += confine.remove_tree(tmp)
+    return rc, done, info
 
 
-def _grade_chunk(course: Path, name: str, who: list[str], bar, env: dict, index: int) -> dict[str, dict]:
-    import time
-
+def _grade_chunk(course: Path, name: str, who: list[str], bar, config: list[str], index: int) -> dict[str, dict]:
     start = time.monotonic()
     logs = course / ".course"
-    rc, done = _autograde(course, name, who, bar, env, logs / f"grade-{name}-{index}.log")
+    rc, done, info = _autograde(course, name, who, bar, config, logs / f"grade-{name}-{index}.log")
     per = (time.monotonic() - start) / max(len(who), 1)
-    results = {f"{s}/{name}": {"status": "graded", "seconds": round(per, 1)} for s in done}
+    results = {f"{s}/{name}": {"status": "graded", "seconds": round(per, 1), "limit_hit": s in info["limit_hit"]}
+               for s in done}
     for student in who:
         if student in done:
             continue
@@ -314,14 +412,19 @@ def _grade_chunk(course: Path, name: str, who: list[str], bar, env: dict, index:
         log = logs / f"grade-{name}-{student}.log"
         if len(who) > 1:  # graded again alone, so that nothing else in its run can be the cause
             start = time.monotonic()
-            rc_alone, alone = _autograde(course, name, [student], None, env, log)
+            rc_alone, alone, more = _autograde(course, name, [student], None, config, log)
+            info["left"] += more["left"]
             if student in alone:
-                results[f"{student}/{name}"] = {"status": "graded", "seconds": round(time.monotonic() - start, 1)}
+                results[f"{student}/{name}"] = {"status": "graded", "seconds": round(time.monotonic() - start, 1),
+                                                "limit_hit": student in more["limit_hit"]}
                 continue
         else:
             rc_alone = rc
             shutil.copy(logs / f"grade-{name}-{index}.log", log)
         results[f"{student}/{name}"] = {"status": "failed", "detail": f"nbgrader exit status {rc_alone}; see {log}"}
+    if info["left"]:
+        for key in results:
+            results[key]["left_on_host"] = info["left"]
     return results
 
 
@@ -329,63 +432,113 @@ _GRADEBOOK_LOCK = __import__("threading").Lock()
 
 
 def merge_gradebook(main: Path, graded: Path, assignment: str, students: list[str] | None = None) -> None:
-    """Copy one assignment's submissions and grades (of ``students``, default all) from a grading copy
-    into the main gradebook."""
-    import sqlite3
+    """Copy one assignment's submissions, grades and comments (of ``students``, default all) from a grading
+    copy into the main gradebook, through nbgrader's ``Gradebook`` API."""
+    import warnings
 
-    db = sqlite3.connect(main)
-    try:
-        db.execute("ATTACH DATABASE ? AS g", (str(graded),))
-        db.execute("INSERT OR IGNORE INTO student SELECT * FROM g.student")
-        db.execute("CREATE TEMP TABLE subs AS SELECT s.id FROM g.submitted_assignment s "
-                   "JOIN g.assignment a ON s.assignment_id = a.id WHERE a.name = ?", (assignment,))
-        if students is not None:
-            db.execute("CREATE TEMP TABLE who (id TEXT)")
-            db.executemany("INSERT INTO who VALUES (?)", [(s,) for s in students])
-            db.execute("DELETE FROM subs WHERE id NOT IN (SELECT s.id FROM g.submitted_assignment s "
-                       "WHERE s.student_id IN (SELECT id FROM who))")
-        db.execute("CREATE TEMP TABLE nbs AS SELECT id FROM g.submitted_notebook "
-                   "WHERE assignment_id IN (SELECT id FROM subs)")
-        db.execute("INSERT OR REPLACE INTO submitted_assignment SELECT * FROM g.submitted_assignment "
-                   "WHERE id IN (SELECT id FROM subs)")
-        db.execute("INSERT OR REPLACE INTO submitted_notebook SELECT * FROM g.submitted_notebook "
-                   "WHERE id IN (SELECT id FROM nbs)")
-        for table in ("grade", "comment"):
-            db.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM g.{table} "
-                       "WHERE notebook_id IN (SELECT id FROM nbs)")
-        db.commit()
-    finally:
-        db.close()
+    from nbgrader.api import Gradebook, MissingEntry
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")  # SQLAlchemy, inside nbgrader's add_submission
+    with Gradebook(f"sqlite:///{graded}") as src, Gradebook(f"sqlite:///{main}") as dst:
+        for sub in src.assignment_submissions(assignment):
+            student = sub.student
+            if students is not None and student.id not in students:
+                continue
+            dst.update_or_create_student(student.id, first_name=student.first_name, last_name=student.last_name,
+                                         email=student.email, lms_user_id=student.lms_user_id)
+            try:
+                dst.remove_submission(assignment, student.id)  # a previous grading of this submission
+            except MissingEntry:
+                pass
+            extra = {k: v for k, v in (("timestamp", sub.timestamp), ("extension", sub.extension)) if v is not None}
+            dst.add_submission(assignment, student.id, **extra)
+            for nb in sub.notebooks:
+                target = dst.find_submission_notebook(nb.name, assignment, student.id)
+                target.flagged = nb.flagged
+                target.late_submission_penalty = nb.late_submission_penalty
+                for g in nb.grades:
+                    mine = dst.find_grade(g.name, nb.name, assignment, student.id)
+                    mine.auto_score, mine.manual_score = g.auto_score, g.manual_score
+                    mine.extra_credit, mine.needs_manual_grade = g.extra_credit, g.needs_manual_grade
+                for c in nb.comments:
+                    mine = dst.find_comment(c.name, nb.name, assignment, student.id)
+                    mine.auto_comment, mine.manual_comment = c.auto_comment, c.manual_comment
+            dst.db.commit()  # as nbgrader's own SaveAutoGrades does
 
 
 # ---------------------------------------------------------------- feedback, export, summary
-SCRIPT = re.compile(r"<script\b.*?</script\s*>|<script\b[^>]*/?>", re.I | re.S)
-HANDLER = re.compile(r"""\s on[a-z]+ \s*=\s* ("[^"]*"|'[^']*'|[^\s>]+)""", re.I | re.X)
-JS_URL = re.compile(r"""(href|src|action|formaction)\s*=\s*(["']?)\s*javascript:""", re.I)
+FEEDBACK_MEMORY = 4 << 30   # bytes of address space for the feedback of one submission
+FEEDBACK_TIMEOUT = 300      # seconds for the feedback of one submission
+ALLOWED_TAGS = {"a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "details", "div", "dl", "dt",
+                "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "q", "s",
+                "samp", "small", "span", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th",
+                "thead", "tr", "u", "ul", "var"}
+ALLOWED_ATTRIBUTES = {"*": {"class", "title"}, "a": {"href"}, "img": {"src", "alt", "width", "height"},
+                      "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
+DATA_IMAGE = re.compile(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]*\Z")
+FEEDBACK_CSS = """
+body { font-family: sans-serif; font-size: 14px; max-width: 60em; margin: 1em auto; padding: 0 1em; color: #222; }
+pre, code { font-family: monospace; white-space: pre-wrap; word-break: break-word; }
+div.input_area, div.highlight { background: #f6f6f6; padding: 0.3em; }
+div.cell { margin: 0.8em 0; }
+div.output_error, div.output_stderr { background: #fdecea; }
+div.prompt { color: #888; font-family: monospace; }
+.panel-heading h4 { font-size: 1.3em; }
+img { max-width: 100%; }
+"""
+
+
+def _attribute(tag: str, name: str, value: str) -> str | None:
+    """Attribute filter for nh3: images only as inline PNG or JPEG, links only to http(s), mailto or the page."""
+    if tag == "img" and name == "src":
+        return value if DATA_IMAGE.match(value) else None
+    if tag == "a" and name == "href":
+        v = value.strip().lower()
+        return value if v.startswith(("http://", "https://", "mailto:", "#")) else None
+    return value
 
 
 def sanitize_html(html: str) -> str:
-    """Feedback as a static page: no script elements, no event-handler attributes, no javascript: URLs."""
-    html = SCRIPT.sub("", html)
-    html = HANDLER.sub("", html)
-    return JS_URL.sub(r"\1=\2#", html)
+    """A feedback page that is safe to open: the whole page (markdown cells included) passed through an
+    allow-list sanitiser (nh3, the Rust ``ammonia`` library): text, headings, lists, tables, code, links
+    and inline images survive; scripts, styles, frames, ``srcdoc``, objects, embeds, forms, ``meta``,
+    ``base``, event handlers and every other tag or attribute do not. The page gets the grader's own
+    small stylesheet back; nothing a student wrote can style or script it."""
+    import nh3
+
+    body = nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, attribute_filter=_attribute,
+                     url_schemes={"http", "https", "mailto", "data"}, link_rel="noopener noreferrer nofollow",
+                     strip_comments=True, clean_content_tags={"script", "style"})
+    return ("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">\n"
+            f"<title>Feedback</title>\n<style>{FEEDBACK_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
 def feedback(course: Path, names: list[str], students: list[str] | None = None) -> None:
+    """HTML feedback, one nbgrader run per submission, each bounded in memory and time; every page is
+    then rewritten by ``sanitize_html``."""
     failed = []
     for name in names:
-        if any((course / "autograded").glob(f"*/{name}")):
-            who = [f"--student={s}" for s in students or []]
-            log = course / ".course" / f"feedback-{name}.log"
-            if nbgrader(["generate_feedback", name, "--force", *who], course, log=log):
-                failed.append(f"{name} (see {log})")
+        who = sorted(p.parent.name for p in (course / "autograded").glob(f"*/{name}")
+                     if students is None or p.parent.name in students)
+        for student in who:
+            log = course / ".course" / f"feedback-{name}-{student}.log"
+            rc = nbgrader(["generate_feedback", name, "--force", f"--student={student}"], course, log=log,
+                          memory=FEEDBACK_MEMORY, timeout=FEEDBACK_TIMEOUT)
+            page = course / "feedback" / student / name / f"{name}.html"
+            if rc:
+                failed.append(f"{student}/{name} (see {log})")
+                if page.exists():
+                    page.unlink()  # never a page that was not sanitised
+            elif page.exists():
+                page.write_text(sanitize_html(page.read_text(errors="replace")))
     files = sorted((course / "feedback").glob("*/*/*.html")) if (course / "feedback").is_dir() else []
-    for path in files:
-        path.write_text(sanitize_html(path.read_text(errors="replace")))
     protect(course)
     print(f"{len(files)} feedback file(s) in {course / 'feedback'}/<student>/<assignment>/")
     if failed:
-        raise SystemExit(f"nbgrader generate_feedback failed for {', '.join(failed)}")
+        raise SystemExit(f"nbgrader generate_feedback failed (or ran out of its {FEEDBACK_TIMEOUT} s or "
+                         f"{FEEDBACK_MEMORY >> 30} GiB) for {', '.join(failed)}")
 
 
 def scores(course: Path) -> list[dict]:
@@ -463,7 +616,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="nbgrader runs in parallel (default 1)")
     p.add_argument("--notebook-timeout", type=int, help="seconds per notebook (default 300)")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="DANGEROUS: run student code without isolation (a trusted test run only)")
+                   help="DANGEROUS: run student code without isolation or limits (a trusted test run only)")
+    p.add_argument("--cgroup", help="a delegated cgroup v2 folder for the sandboxes' groups (default: made under "
+                                    "/sys/fs/cgroup, as root)")
     p = sub.add_parser("feedback", help="generate HTML feedback for graded submissions")
     p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
     p.add_argument("--student", action="append", help="only these students (repeatable)")
@@ -486,7 +641,7 @@ def main(argv: list[str] | None = None) -> None:
         collect(course, args.source)
     elif args.command == "grade":
         grade(course, args.assignments, args.student, args.timeout, args.jobs, args.unsafe_no_sandbox,
-              args.notebook_timeout)
+              args.notebook_timeout, args.cgroup)
     elif args.command == "feedback":
         feedback(course, args.assignments, args.student)
     elif args.command == "export":

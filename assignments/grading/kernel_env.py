@@ -135,7 +135,8 @@ def load(dest: Path | None = None, *, rebuild: bool = True) -> dict:
     path = dest / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
-        stale = manifest.get("version") != VERSION or not all(os.path.exists(t) for t in manifest["links"].values())
+        stale = (manifest.get("version") != VERSION or not all(os.path.exists(t) for t in manifest["links"].values())
+                 or not os.path.exists(manifest.get("interpreter_source", "")))
     except (OSError, ValueError, KeyError):
         stale = True
     if stale:

@@ -1,18 +1,22 @@
-"""Kernel-side half of the hidden tests: call the student's functions on the grader's inputs.
+"""Kernel side of the hidden tests: a thin caller that knows nothing about grading.
 
-Instructor-only: never released. A hidden-test cell only calls ``observe(grade_id, globals())``.
-In the grading sandbox the grader has already written that test's inputs into the kernel's box
-(``/box/tasks/<grade_id>``); ``observe`` calls the student's functions on them and writes their
-raw outputs to ``/box/out/<grade_id>``. That is all the kernel does: the grader chose the inputs
-from a seed the kernel never sees, recomputes them, computes the reference values and judges
-(``judge.py``), after validating every output's type, dtype, shape and size. Replacing this
-module, forging its record or rebinding anything in the kernel can therefore only produce
-outputs, and only correct outputs pass. The kernel's environment has torch, numpy and
-matplotlib, not the libraries the assignments re-implement, so an answer cannot call them.
+Instructor-only: never released, and treated as untrusted once it is in a student's kernel. A
+hidden-test cell only calls ``observe(grade_id, globals())``. In the grading sandbox the grader
+has written that test's *task* into the kernel's box (``/box/tasks/<grade_id>``): the inputs it
+drew from a seed the kernel never sees, and the source of a short function that calls the
+student's code on them (its check's ``call``, see ``checks/``). ``observe`` runs that function
+with the helpers below and writes what it returns, raw, to ``/box/out/<grade_id>``. There is no
+case generator, no seed, no table of runners and no judgement here: the grader recomputes the
+inputs, computes the references with the libraries the assignments re-implement and judges
+outside the kernel. Replacing this module or forging its record can therefore only produce
+outputs, and only the outputs of the graded computation on the grader's unpredictable inputs
+earn points.
 
-Outside the sandbox (an instructor validating the source notebook, where the reference
-libraries are installed), ``observe`` runs the same calls on inputs from a fresh seed and judges
-at once, raising ``AssertionError`` with the judge's message.
+Outside the sandbox (an instructor validating the source notebook, where the reference libraries
+are installed), ``observe`` draws a fresh secret, runs the same call in this process and judges at
+once, raising ``AssertionError`` with the judge's message.
+
+The helpers are also used on the grader's side (``ToyNet`` is built there from the same spec).
 """
 from __future__ import annotations
 
@@ -21,20 +25,17 @@ import sys
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import cases
 import wire
 
 BOX = None  # the kernel's box inside the sandbox (set by kernel_main.py); None outside it
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _call(fn: Callable, *args, **kwargs) -> dict:
-    """Call a student function: {"value": what it returned} or {"error": what it raised}."""
+# ---------------------------------------------------------------- helpers the calls may use
+def attempt(fn: Callable, *args, **kwargs) -> dict:
+    """Call student code: ``{"value": what it returned}`` or ``{"error": what it raised}``."""
     try:
         return {"value": fn(*args, **kwargs)}
     except KeyboardInterrupt:
@@ -43,179 +44,131 @@ def _call(fn: Callable, *args, **kwargs) -> dict:
         return {"error": f"{type(err).__name__}: {err}"[:500]}
 
 
-def _need(ns: dict, name: str) -> Callable:
+def need(ns: dict, name: str) -> Any:
+    """The student's definition of ``name``, or a NameError that says how to fix it."""
     if name not in ns:
         raise NameError(f"`{name}` is not defined: run the cell that defines it, and keep its name")
     return ns[name]
 
 
-def _detach(v: Any) -> Any:
-    return v.detach().clone() if isinstance(v, torch.Tensor) else v
+def generator(seed: int) -> torch.Generator:
+    """A fresh CPU generator seeded with ``seed`` (a number the grader chose)."""
+    return torch.Generator().manual_seed(int(seed))
 
 
-# ---------------------------------------------------------------- one runner per family of checks
-def run_mask_tokens(ns: dict, task: dict) -> dict:
-    fn, out = _need(ns, "mask_tokens"), {}
-    for name, c in task["calls"].items():
-        ids = c["input_ids"].clone()
-        out[name] = _call(fn, ids, vocab_size=task["vocab_size"], mask_token_id=task["mask_token_id"],
-                          special_tokens_mask=c["special_tokens_mask"].clone(), mlm_probability=c["p"],
-                          generator=_gen(c["gseed"]))
-        out[name]["input_after"] = ids
-    return out
+def snapshot(value: Any) -> Any:
+    """A detached copy of a tensor (anything else as it is), so later steps cannot change it."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
-def run_random_masking(ns: dict, task: dict) -> dict:
-    fn, out = _need(ns, "random_masking"), {}
-    for name, c in task["given"].items():
-        out[name] = _call(fn, c["x"].clone(), c["ratio"], noise=c["noise"].clone())
-    free = task["free"]
-    out["random"] = _call(fn, free["x"].clone(), free["ratio"], generator=_gen(free["gseed"]))
-    out["random_again"] = _call(fn, free["x"].clone(), free["ratio"], generator=_gen(free["gseed"]))
-    return out
-
-
-def run_clip_loss(ns: dict, task: dict) -> dict:
-    fn, out = _need(ns, "clip_loss"), {}
-    for name, c in task["cases"].items():
-        img, txt = c["img"].clone().requires_grad_(True), c["txt"].clone().requires_grad_(True)
-        scale = torch.tensor(c["scale"], requires_grad=True) if c["tensor_scale"] else c["scale"]
-        rec = _call(fn, img, txt, scale)
-        loss = rec.get("value")
-        if isinstance(loss, torch.Tensor):
-            rec["value"] = loss.detach().clone()
-            rec["backward"] = _call(loss.backward)
-        rec["grads"] = [_detach(img.grad), _detach(txt.grad),
-                        _detach(scale.grad) if isinstance(scale, torch.Tensor) else None]
-        rec["inputs_after"] = [img.detach().clone(), txt.detach().clone()]
-        out[name] = rec
-    return out
-
-
-def run_zero_shot(ns: dict, task: dict) -> dict:
-    fn = _need(ns, "zero_shot_classify")
-    return {name: _call(fn, c["img"].clone(), c["cls"].clone()) for name, c in task["cases"].items()}
-
-
-def run_recall_at_k(ns: dict, task: dict) -> dict:
-    fn = _need(ns, "recall_at_k")
-    return {f"k{k}": _call(fn, task["img"].clone(), task["txt"].clone(), k) for k in task["ks"]}
-
-
-def _base(spec: dict) -> nn.Linear:
-    layer = nn.Linear(cases.LORA_IN, cases.LORA_OUT)
+def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An ``nn.Linear(in, out)`` holding ``weight`` [out, in] and ``bias`` [out]."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     with torch.no_grad():
-        layer.weight.copy_(spec["W"])
-        layer.bias.copy_(spec["bias"])
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
     return layer
 
 
-def _facts(layer: Any, base: nn.Linear) -> dict:
-    facts: dict = {"base_is_same": getattr(layer, "base", None) is base,
-                   "base_frozen": all(not p.requires_grad for p in base.parameters())}
-    for name in ("A", "B"):
-        lin = getattr(layer, f"lora_{name}", None)
-        is_lin = isinstance(lin, nn.Linear)
-        facts[name] = {"is_linear": is_lin, "weight": lin.weight.detach().clone() if is_lin else None,
-                       "bias": (lin.bias is not None) if is_lin else None,
-                       "trainable": bool(is_lin and lin.weight.requires_grad)}
-    facts["scaling"] = getattr(layer, "scaling", None)
-    facts["merged"] = getattr(layer, "merged", None)
-    if isinstance(layer, nn.Module):
-        facts["trainable_names"] = sorted(n for n, p in layer.named_parameters() if p.requires_grad)
-    return facts
+@torch.no_grad()
+def load_lora(layer: nn.Module, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Copy A [r, in] into ``layer.lora_A.weight`` and B [out, r] into ``layer.lora_B.weight``."""
+    layer.lora_A.weight.copy_(a)
+    layer.lora_B.weight.copy_(b)
 
 
-def _set_lora(layer: Any, a: torch.Tensor, b: torch.Tensor) -> None:
+def load_adapters(model: nn.Module, adapters: dict) -> None:
+    """``adapters``: qualified module name -> [A, B]; loads each into the module of that name."""
+    for name, (a, b) in adapters.items():
+        load_lora(model.get_submodule(name), a, b)
+
+
+def sgd_step(modules: list, loss: Callable[[], torch.Tensor], lr: float) -> None:
+    """One plain SGD step, ``p -= lr * grad``, on every parameter of ``modules`` that requires a gradient."""
+    params, seen = [], set()
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    for p in params:
+        p.grad = None
+    if not params:
+        return
+    loss().backward()
     with torch.no_grad():
-        layer.lora_A.weight.copy_(a)
-        layer.lora_B.weight.copy_(b)
+        for p in params:
+            if p.grad is not None:
+                p -= lr * p.grad
 
 
-def run_lora(ns: dict, task: dict) -> dict:
-    cls, gid, x = _need(ns, "LoRALinear"), task["grade_id"], task["x"]
-    out: dict = {}
-    if gid == "lora_init":
-        base = _base(task["init"])
-        made = _call(cls, base, r=3, alpha=6.0)
-        out["init"] = {"error": made["error"]} if "error" in made else {
-            **_facts(made["value"], base), "y": _call(lambda: made["value"](x.clone()).detach())}
-    elif gid in ("lora_forward", "lora_merge"):
-        for i, c in enumerate(task["cases"]):
-            base = _base(c)
-            kwargs = {"r": c["r"]} if c["alpha"] is None else {"r": c["r"], "alpha": c["alpha"]}
-            made = _call(cls, base, **kwargs)
-            if "error" in made:
-                out[f"case{i}"] = {"error": made["error"]}
-                continue
-            layer = made["value"]
-            rec = {"set": _call(_set_lora, layer, c["A"], c["B"])}
-            rec["y"] = _call(lambda: layer(x.clone()).detach())
-            if gid == "lora_forward":
-                def backward():
-                    layer(x.clone()).sum().backward()
-                    return [_detach(layer.lora_A.weight.grad), _detach(layer.lora_B.weight.grad),
-                            _detach(base.weight.grad)]
-                rec["grads"] = _call(backward)
-            else:
-                rec["merge"] = _call(layer.merge)
-                rec["merged_after_merge"] = getattr(layer, "merged", None)
-                rec["W_merged"] = base.weight.detach().clone()
-                rec["y_merged"] = _call(lambda: layer(x.clone()).detach())
-                rec["unmerge"] = _call(layer.unmerge)
-                rec["merged_after_unmerge"] = getattr(layer, "merged", None)
-                rec["W_unmerged"] = base.weight.detach().clone()
-                rec["y_unmerged"] = _call(lambda: layer(x.clone()).detach())
-            out[f"case{i}"] = rec
-    else:  # lora_dropout
-        spec = task["dropout"]
-        made = _call(cls, _base(spec), r=2, alpha=2.0, dropout=1.0)
-        if "error" in made:
-            return {"error": made["error"]}
-        layer = made["value"]
-        out["set"] = _call(_set_lora, layer, spec["A"], spec["B"])
-        out["train"] = _call(lambda: (layer.train(), layer(x.clone()).detach())[1])
-        out["eval"] = _call(lambda: (layer.eval(), layer(x.clone()).detach())[1])
-    return out
+class ToyBlock(nn.Module):
+    """Square linear layers named by the grader, applied in turn, a residual and a norm. x: [B, L, D]."""
+
+    def __init__(self, names: list[str], d: int):
+        super().__init__()
+        self.layers = nn.ModuleDict({name: nn.Linear(d, d) for name in names})
+        self.norm = nn.LayerNorm(d)
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for layer in self.layers.values():
+            h = torch.tanh(layer(h))
+        return self.norm(x + self.scale * h)
 
 
-def run_inject_lora(ns: dict, task: dict) -> dict:
-    inject = _need(ns, "inject_lora")
-    model = cases.TinyEncoder()
-    model.load_state_dict(task["state"])
-    rec = _call(inject, model, list(cases.INJECT_TARGETS), r=2, alpha=4.0)
-    if "error" in rec:
-        return {"call": rec}
-    out: dict = {"call": {"value": None}, "returned_model": rec["value"] is model}
-    modules = dict(model.named_modules())
-    names = sorted(n for n, m in modules.items() if hasattr(m, "lora_A") and hasattr(m, "lora_B"))
-    out["lora_modules"] = names
-    out["scalings"] = {n: getattr(modules[n], "scaling", None) for n in names}
-    out["trainable"] = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    out["buffers"] = {n: b.detach().clone() for n, b in model.named_buffers()}
-    out["base_weights"] = {n: modules[n].base.weight.detach().clone() for n in names
-                           if isinstance(getattr(modules[n], "base", None), nn.Linear)}
-    out["y"] = _call(lambda: model(task["ids"].clone()).detach())
-    return out
+class ToyNet(nn.Module):
+    """A small model whose sizes and layer names come from the grader's ``spec``.
+
+    spec: ``vocab`` V, ``d`` D, ``length`` (longest input), ``blocks`` (one list of layer names per
+    block), ``head`` (the output layer's attribute name), ``n_out`` C and ``tied`` (the head shares
+    the embedding matrix and has V outputs). ``forward(ids [B, L]) -> [B, C]`` (or [B, V] if tied).
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        d, vocab = int(spec["d"]), int(spec["vocab"])
+        self.head_name = str(spec["head"])
+        self.embed = nn.Embedding(vocab, d)
+        self.register_buffer("position", torch.zeros(int(spec["length"]), d))
+        self.blocks = nn.ModuleList(ToyBlock(list(names), d) for names in spec["blocks"])
+        if spec.get("tied"):
+            head = nn.Linear(d, vocab, bias=False)
+            head.weight = self.embed.weight
+        else:
+            head = nn.Linear(d, int(spec["n_out"]))
+        self.add_module(self.head_name, head)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return getattr(self, self.head_name)(x.mean(dim=1))
 
 
-def run_count_parameters(ns: dict, task: dict) -> dict:
-    count = _need(ns, "count_parameters")
-    plain = cases.TinyEncoder()
-    plain.load_state_dict(task["state"])
-    for p in plain.blocks[task["frozen_block"]].parameters():
-        p.requires_grad_(False)
-    return {"tiny": _call(count, plain), "tied": _call(count, cases.TiedModel())}
+def freeze(model: nn.Module, names: list[str]) -> nn.Module:
+    """Set ``requires_grad = False`` on the parameters called ``names``."""
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(False)
+    return model
 
 
-RUNNERS = {"mask_tokens": run_mask_tokens, "random_masking": run_random_masking, "clip_loss": run_clip_loss,
-           "zero_shot": run_zero_shot, "recall_at_k": run_recall_at_k, "lora": run_lora,
-           "inject_lora": run_inject_lora, "count_parameters": run_count_parameters}
+HELPERS = {f.__name__: f for f in (attempt, need, generator, snapshot, linear, load_lora, load_adapters, sgd_step,
+                                   freeze)}
+HELPERS.update(ToyNet=ToyNet, ToyBlock=ToyBlock, torch=torch, nn=nn, F=F)
 
 
-def run(grade_id: str, ns: dict, task: dict) -> dict:
+# ---------------------------------------------------------------- running a task
+def run(task: dict, ns: dict) -> dict:
+    """Run the task's call (``source`` defines ``entry(ns, inputs)``) on the student's namespace ``ns``."""
     try:
-        return RUNNERS[cases.family(grade_id)](ns, task)
+        env = dict(HELPERS)
+        exec(compile(task["source"], "<hidden test>", "exec"), env)  # noqa: S102 - the grader's own code
+        out = env[task["entry"]](ns, task["inputs"])
+        return out if isinstance(out, dict) else {"fatal": "the hidden test returned nothing"}
     except KeyboardInterrupt:
         raise
     except BaseException as err:  # noqa: BLE001 - e.g. a missing function: recorded, judged as a failure
@@ -229,15 +182,15 @@ def observe(grade_id: str, ns: dict) -> None:
 
         import judge  # noqa: PLC0415 - only the instructor's environment has it and the reference libraries
 
-        seed = secrets.randbelow(2**31 - 1000)
-        record = wire.loads(wire.dumps(run(grade_id, ns, cases.inputs(grade_id, seed))))
+        seed = secrets.randbits(64)
+        record = wire.loads(wire.dumps(run(wire.loads(wire.dumps(judge.task(grade_id, seed))), ns)))
         verdict = judge.judge(grade_id, record, seed)
         if not verdict.passed:
             raise AssertionError(verdict.message)
         print(verdict.message)
         return
     task = wire.load(os.path.join(BOX, "tasks", grade_id))
-    wire.dump(run(grade_id, ns, task), os.path.join(BOX, "out", grade_id))
+    wire.dump(run(task, ns), os.path.join(BOX, "out", grade_id))
     print("Recorded for grading.")
 
 

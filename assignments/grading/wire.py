@@ -4,8 +4,9 @@ Instructor-only (copied read-only into the sandbox). The grader writes the input
 test with ``dump``; the kernel writes back its raw outputs with ``dump``; the grader reads them
 with ``load``, which trusts nothing: the file size, the header size, every dtype (a short
 allow-list), every shape and byte count are checked before a single tensor is built, and every
-tensor is a fresh contiguous copy of bytes that really are in the file (no views, no pickles, no
-zip archives), so a forged record cannot make the grader allocate more than it read.
+tensor is a fresh contiguous copy of bytes that really are in the file, each byte backing one tensor
+at most (ranges in order, never overlapping; no views, no pickles, no zip archives), so a forged record
+cannot make the grader allocate more than it read.
 
 Layout: ``LFD13W1\\n`` | 8-byte little-endian header length | UTF-8 JSON header | tensor bytes.
 Values: None, bool, int, float, str, list, dict with str keys, and tensors, written in the header
@@ -84,13 +85,16 @@ class Other:
         return f"<{self.type_name}>"
 
 
-def _decode(node, body: memoryview, depth: int = 0):
+def _decode(node, body: memoryview, cursor: list, depth: int = 0):
+    """``cursor[0]``: where the next tensor's bytes must start. Tensors lie one after the other in the
+    order they appear in the header, as ``dumps`` writes them, so no byte can back two tensors: what is
+    built is never more than the record's own bytes."""
     if depth > MAX_DEPTH:
         raise WireError("nested too deeply")
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     if isinstance(node, list):
-        return [_decode(v, body, depth + 1) for v in node]
+        return [_decode(v, body, cursor, depth + 1) for v in node]
     if not isinstance(node, dict):
         raise WireError("unexpected value")
     if "__t__" in node:
@@ -105,6 +109,9 @@ def _decode(node, body: memoryview, depth: int = 0):
         size = numel * torch.empty((), dtype=dtype).element_size()
         if offset < 0 or size > len(body) or offset + size > len(body):
             raise WireError("tensor bytes missing from the record")
+        if offset != cursor[0]:
+            raise WireError("tensor bytes overlap or are out of order")
+        cursor[0] = offset + size
         data = bytearray(body[offset:offset + size])  # a copy: exactly the bytes that are in the file
         flat = torch.frombuffer(data, dtype=torch.uint8) if size else torch.empty(0, dtype=torch.uint8)
         return flat.view(dtype).reshape(shape).clone() if size else torch.empty(shape, dtype=dtype)
@@ -112,7 +119,7 @@ def _decode(node, body: memoryview, depth: int = 0):
         return Other(str(node["__other__"])[:200])
     if "__f__" in node:
         return float(node["__f__"]) if node["__f__"] in ("nan", "inf", "-inf") else None
-    return {k: _decode(v, body, depth + 1) for k, v in node.items()}
+    return {k: _decode(v, body, cursor, depth + 1) for k, v in node.items()}
 
 
 def loads(data: bytes):
@@ -128,7 +135,7 @@ def loads(data: bytes):
         header = json.loads(bytes(data[start:start + n]))
     except (ValueError, RecursionError) as err:
         raise WireError(f"record header is not valid JSON ({type(err).__name__})") from None
-    return _decode(header, memoryview(data)[start + n:])
+    return _decode(header, memoryview(data)[start + n:], [0])
 
 
 def load(path: str):

@@ -88,6 +88,33 @@ _mask_tokens_ok = mask_tokens
     r = torch.bernoulli(torch.full(input_ids.shape, 0.1), generator=generator).bool() & sel
     inputs[r] = torch.randint(vocab_size, input_ids.shape, generator=generator)[r]
     return inputs, labels"""),
+        ("cycled_split", _MT + """
+    sel = torch.bernoulli(torch.full(input_ids.shape, mlm_probability).masked_fill(special_tokens_mask, 0.0), generator=generator).bool()
+    labels = torch.where(sel, input_ids, torch.full_like(input_ids, -100))
+    inputs = input_ids.clone()
+    cycle = (torch.cumsum(sel.flatten().long(), 0).view(sel.shape) - 1) % 10
+    inputs[sel & (cycle < 8)] = mask_token_id
+    rnd = sel & (cycle == 8)
+    inputs[rnd] = torch.randint(vocab_size, input_ids.shape, generator=generator)[rnd]
+    return inputs, labels"""),
+        ("one_pattern_for_the_batch", """
+_mask_tokens_ok = mask_tokens
+""" + _MT + """
+    B, L = input_ids.shape
+    row = torch.bernoulli(torch.full((1, L), mlm_probability), generator=generator).bool().expand(B, L)
+    inputs, labels = _mask_tokens_ok(input_ids, vocab_size=vocab_size, mask_token_id=mask_token_id,
+                                     special_tokens_mask=special_tokens_mask | ~row, mlm_probability=1.0, generator=generator)
+    return inputs, labels"""),
+        ("selection_ignores_generator", _MT + """
+    fixed = torch.Generator().manual_seed(0)
+    sel = torch.bernoulli(torch.full(input_ids.shape, mlm_probability).masked_fill(special_tokens_mask, 0.0), generator=fixed).bool()
+    labels = torch.where(sel, input_ids, torch.full_like(input_ids, -100))
+    inputs = input_ids.clone()
+    m = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=generator).bool() & sel
+    inputs[m] = mask_token_id
+    r = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=generator).bool() & sel & ~m
+    inputs[r] = torch.randint(vocab_size, input_ids.shape, generator=generator)[r]
+    return inputs, labels"""),
         ("delegates_to_transformers", _MT + """
     from transformers import DataCollatorForLanguageModeling
     class Tok:
@@ -165,6 +192,14 @@ _rm_ok = random_masking
     x_visible = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
     mask = torch.ones(B, L); mask[:, :keep] = 0
     return x_visible, torch.gather(mask, 1, ids_restore), ids_restore"""),
+        ("window_at_random_offset", """
+_rm_ok = random_masking
+""" + _RM + """
+    if noise is None:
+        B, L, _ = x.shape
+        offset = torch.randint(L, (B, 1), generator=generator)
+        noise = ((torch.arange(L) - offset) % L).float()
+    return _rm_ok(x, mask_ratio, noise=noise)"""),
         ("delegates_to_vitmae", _RM + """
     import types
     from transformers.models.vit_mae.modeling_vit_mae import ViTMAEEmbeddings
@@ -298,6 +333,16 @@ class LoRALinear(LoRALinear):
     def __init__(self, base, *, r, alpha=1.0, dropout=0.0):
         super().__init__(base, r=r, alpha=alpha, dropout=dropout)
         nn.init.zeros_(self.lora_A.weight)"""),
+        ("scaling_is_alpha", """
+class LoRALinear(LoRALinear):
+    def __init__(self, base, *, r, alpha=1.0, dropout=0.0):
+        super().__init__(base, r=r, alpha=alpha, dropout=dropout)
+        self.scaling = alpha"""),
+        ("A_constant", """
+class LoRALinear(LoRALinear):
+    def __init__(self, base, *, r, alpha=1.0, dropout=0.0):
+        super().__init__(base, r=r, alpha=alpha, dropout=dropout)
+        nn.init.constant_(self.lora_A.weight, 0.1)"""),
         ("delegates_to_peft", """
 class LoRALinear(nn.Module):
     def __init__(self, base, *, r, alpha=1.0, dropout=0.0):
@@ -351,6 +396,9 @@ def inject_lora(model, target_modules, *, r, alpha=1.0, dropout=0.0):
     return model"""),
     ],
     "count_parameters": [
+        ("constant_counts", """
+def count_parameters(model):
+    return 66, 78"""),
         ("counts_buffers", """
 def count_parameters(model):
     total = sum(t.numel() for t in model.state_dict().values())
@@ -365,6 +413,107 @@ def count_parameters(model):
     return sum(p.numel() for p in ps), sum(p.numel() for p in ps if p.requires_grad)"""),
     ],
 }
+
+# Cheap non-implementations (issue 24): each is graded alone, and must score nothing in ``cells``,
+# the points it did not earn, while keeping the cells it does not touch.
+_LORA_CELLS = ["lora_init", "lora_forward", "lora_merge", "lora_dropout", "inject_lora", "count_parameters"]
+
+# The probe replaced by one that reports what a real layer would show without computing it: the
+# base layer's outputs (B = 0 at the start), unchanged weights, a frozen base, constant counts. With
+# ``FORMULA = True`` it also writes the one-line LoRA formula wherever a plain forward pass is asked.
+_SELF_REPORT = """
+class LoRALinear(nn.Module):
+    def __init__(self, *a, **k):
+        raise NotImplementedError()
+def inject_lora(*a, **k):
+    raise NotImplementedError()
+def count_parameters(*a, **k):
+    raise NotImplementedError()
+
+import lfd13_probe
+_real_run = lfd13_probe.run
+def _forged_run(task, ns, formula=FORMULA):
+    i, e, ok = task["inputs"], task["entry"], {"value": None}
+    def lin(c, x, with_lora=False):
+        y = F.linear(x, c["W"], c["bias"])
+        if formula and with_lora:
+            y = y + ((c.get("alpha") or 1.0) / c["r"]) * (x @ c["A"].T @ c["B"].T)
+        return {"value": y}
+    if e == "call_lora_init":
+        a0 = torch.randn(i["r"], i["W"].shape[1])
+        b0 = torch.zeros(i["W"].shape[0], i["r"])
+        return {"build": ok, "y0": lin(i, i["x"]), "A0": {"value": a0}, "B0": {"value": b0}, "step": ok,
+                "A1": {"value": a0}, "B1": {"value": b0}, "W1": i["W"], "b1": i["bias"], "y1": lin(i, i["x2"])}
+    if e in ("call_lora_forward", "call_lora_merge"):
+        recs = []
+        for c in i["cases"]:
+            s = (c.get("alpha") or 1.0) / c["r"]
+            merged = c["W"] + s * c["B"] @ c["A"] if formula else c["W"]
+            y0 = lin(c, c["x"], True)
+            recs.append({"build": ok, "load": ok, "y0": y0, "step": ok, "A1": {"value": c["A"]},
+                         "B1": {"value": c["B"]}, "W1": c["W"], "b1": c["bias"], "y1": lin(c, c["x2"], True),
+                         "merge": ok, "W_merged": merged, "y_merged": y0, "unmerge": ok, "W_unmerged": c["W"],
+                         "y_unmerged": y0})
+        return {"cases": recs}
+    if e == "call_lora_dropout":
+        return {"build": ok, "load": ok, "y_train": lin(i, i["x"]), "step_train": ok, "A_train": {"value": i["A"]},
+                "B_train": {"value": i["B"]}, "y_eval": lin(i, i["x"], True), "step_eval": ok,
+                "y1": lin(i, i["x2"], True)}
+    if e == "call_inject_lora":
+        net = lfd13_probe.ToyNet(i["spec"])
+        net.load_state_dict(i["state"])
+        with torch.no_grad():
+            return {"build": ok, "load": ok, "y0": {"value": net(i["ids"])}, "step": ok,
+                    "y1": {"value": net(i["ids2"])}}
+    if e == "call_count_parameters":
+        return {"models": [{"value": [66, 78]} for _ in i["models"]]}
+    return _real_run(task, ns)
+lfd13_probe.run = _forged_run
+"""
+
+# the same contiguous span in every row, right after [CLS], and a fixed 80/10/10 cycle; only the
+# random ids come from the generator (so two seeds give different results)
+_SPAN_AND_CYCLE = _MT + """
+    B, L = input_ids.shape
+    eligible = (~special_tokens_mask).sum(dim=1)
+    sel = torch.zeros(B, L, dtype=torch.bool)
+    for b in range(B):
+        sel[b, 1:1 + round(mlm_probability * int(eligible[b]))] = True
+    sel &= ~special_tokens_mask
+    labels = torch.where(sel, input_ids, torch.full_like(input_ids, -100))
+    inputs = input_ids.clone()
+    cycle = (torch.cumsum(sel.flatten().long(), 0).view(B, L) - 1) % 10
+    inputs[sel & (cycle < 8)] = mask_token_id
+    rnd = sel & (cycle == 8)
+    inputs[rnd] = torch.randint(vocab_size, (B, L), generator=generator)[rnd]
+    return inputs, labels"""
+
+# MAE's algorithm, but without noise the "random" noise comes from a fixed seed, not from `generator`
+_RM_FIXED_NOISE = """
+_rm_ok = random_masking
+""" + _RM + """
+    if noise is None:
+        noise = torch.rand(x.shape[0], x.shape[1], generator=torch.Generator().manual_seed(0))
+    return _rm_ok(x, mask_ratio, noise=noise)"""
+
+CHEATS: dict[str, tuple[dict[str, tuple[str, str]], list[str]]] = {
+    # student -> ({function: (variant name, code appended to its answer cell)}, cells that must score 0)
+    "cheat-masking-span": ({"mask_tokens": ("contiguous_span_fixed_cycle", _SPAN_AND_CYCLE),
+                            "random_masking": ("ignores_generator_fixed_noise", _RM_FIXED_NOISE)},
+                           ["mask_tokens_selection", "mask_tokens_split", "mask_tokens_contract",
+                            "random_masking_random"]),
+    "cheat-lora-self-report": ({"LoRALinear": ("self_report", _SELF_REPORT.replace("FORMULA", "False"))},
+                               _LORA_CELLS),
+    "cheat-lora-self-report-formula": ({"LoRALinear": ("self_report_formula",
+                                                       _SELF_REPORT.replace("FORMULA", "True"))}, _LORA_CELLS),
+}
+
+
+def cheats() -> list[tuple[str, str, str, str, list[str]]]:
+    """(student, function, variant name, code, cells that must score 0) for every cheap non-implementation."""
+    return [(student, f, name, code, cells) for student, (fs, cells) in CHEATS.items()
+            for f, (name, code) in fs.items()]
+
 
 # Correct alternatives: complete answer cells (replacing the solution).
 CORRECT: dict[str, list[tuple[str, dict[str, str]]]] = {
@@ -423,6 +572,27 @@ CORRECT: dict[str, list[tuple[str, dict[str, str]]]] = {
     ids_restore = torch.empty_like(ids_shuffle).scatter_(1, ids_shuffle, torch.arange(L).expand(B, L))
     mask = torch.ones(B, L).scatter_(1, ids_shuffle[:, :keep], 0.0)
     x_visible = x[torch.arange(B)[:, None], ids_shuffle[:, :keep]]
+    return x_visible, mask, ids_restore"""}),
+        ("thresholds_and_randperm", {
+            "answer_mask_tokens": _MT + """
+    u = torch.rand(input_ids.shape, generator=generator)
+    v = torch.rand(input_ids.shape, generator=generator)
+    random_ids = torch.randint(0, vocab_size, input_ids.shape, generator=generator)
+    selected = (u < mlm_probability) & ~special_tokens_mask
+    labels = input_ids.masked_fill(~selected, -100)
+    inputs = torch.where(selected & (v < 0.8), torch.full_like(input_ids, mask_token_id), input_ids)
+    inputs = torch.where(selected & (v >= 0.8) & (v < 0.9), random_ids, inputs)
+    return inputs, labels""",
+            "answer_random_masking": _RM + """
+    B, L, D = x.shape
+    keep = int(L * (1 - mask_ratio))
+    if noise is None:  # a uniformly random order per sample, as sorting uniform noise gives
+        ids_shuffle = torch.stack([torch.randperm(L, generator=generator) for _ in range(B)])
+    else:
+        ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x_visible = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
+    mask = (ids_restore >= keep).float()
     return x_visible, mask, ids_restore"""}),
     ],
     "contrastive": [
@@ -518,6 +688,8 @@ def wrong_notebooks() -> dict[str, dict[str, list[tuple[str, str]]]]:
             for i in range(n):
                 student = f"wrong-{assignment}-{i}"
                 out[student] = {f: [WRONG[f][i]] for f in group if i < len(WRONG[f])}
+    for student, (fs, _) in CHEATS.items():
+        out[student] = {f: [variant] for f, variant in fs.items()}
     injectable = ["merge_forgets_flag", "unmerge_adds_again", "merge_without_scaling", "dropout_on_whole_output"]
     lora_students = [s for s in out if s.startswith("wrong-lora-")]
     for j, variant in enumerate(WRONG["inject_lora"]):

@@ -74,12 +74,32 @@ def test_correct_alternative_earns_full_marks(graded, student, assignment, name)
     assert score == max_score == 10, (failure_messages(graded, student, assignment), scores(graded, student, assignment))
 
 
+@pytest.mark.parametrize("student", list(variants.CHEATS))
+def test_cheap_non_implementations_lose_what_they_did_not_compute(graded, student):
+    """Issue 24: self-reporting probes, a contiguous span with a fixed 80/10/10 cycle, a random_masking
+    that ignores its generator: every cell they did not earn scores 0, the others keep their points."""
+    functions, unearned = variants.CHEATS[student]
+    assignment = variants.ASSIGNMENT_OF[next(iter(functions))]
+    cells = scores(graded, student, assignment)
+    assert {g: c for g, c in cells.items() if g in unearned and c[0]} == {}, cells
+    assert {g: c for g, c in cells.items() if g not in unearned and c[0] != c[1]} == {}, cells
+
+
 def test_failure_messages_are_clear_and_hide_the_checks(graded):
     messages = failure_messages(graded, "wrong-masking-0", "masking")
     assert any("80/10/10" in m and "expected 10.0%" in m for m in messages), messages
     nb = graded.output("wrong-masking-0", "masking")
     text = json.dumps(nb)
-    assert "check_mask_tokens" not in text and "def _within" not in text
+    assert "judge_split" not in text and "def within" not in text and "call_mask_tokens" not in text
+
+
+def test_failure_messages_give_no_reference_values(graded):
+    """A message names the property that failed; it never quotes the reference (a loss, a count, a recall)."""
+    messages = [m for (student, assignment) in graded.notebooks if student.startswith(("wrong-", "cheat-"))
+                for m in failure_messages(graded, student, assignment)]
+    assert messages
+    leaks = [m for m in messages if re.search(r"expected \(|gives \d|expected \d+\.\d{3,}|ClipLoss", m)]
+    assert leaks == []
 
 
 # ---------------------------------------------------------------- hostile submissions
@@ -225,7 +245,8 @@ def test_malformed_oversized_and_misshapen_records_are_rejected(graded):
     assert lost(cells, list(cells)) == 10, cells
     messages = failure_messages(graded, "hostile-records", "masking")
     assert sum("record is invalid" in m for m in messages) >= 4, messages
-    assert any("should have shape" in m for m in messages), messages
+    # valid records of attacker-chosen content and shapes are judged as outputs, and fail
+    assert sum("record is invalid" not in m and "Hidden tests failed" in m for m in messages) >= 2, messages
     assert graded.totals[("solution-masking", "masking")][0] == 10
 
 
