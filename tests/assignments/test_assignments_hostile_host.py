@@ -155,6 +155,7 @@ def _grade(base: Path, notebooks: dict, extra_env: dict | None = None, jobs: int
     proc = subprocess.run([sys.executable, str(course / "course.py"), "--course", str(course), "grade", "masking",
                            "--timeout", "30", "--notebook-timeout", "90", "--jobs", str(jobs)],
                           capture_output=True, text=True, env=env, timeout=1800)
+    c.skip_where_grading_refuses(proc)
     run = Run(course=course, tmp=tmp, proc=proc)
     from nbgrader.api import Gradebook, MissingEntry
 
