@@ -148,19 +148,23 @@ def judge_init(c: dict, outputs: dict) -> str:
         raise Fail("lora_B must start at zero, so that the adapted layer starts equal to the base layer")
     if not bool(torch.isfinite(a0).all()) or int(torch.linalg.matrix_rank(a0.double())) < r:
         raise Fail("lora_A must start random (not zero, not constant), otherwise lora_B's first steps are degenerate")
-    result(field(outputs, "step"), f"a training step of {what}")
-    _unchanged(field(outputs, "W1"), c["W"], FROZEN)
-    _unchanged(field(outputs, "b1"), c["bias"], FROZEN)
-    ref = peft_layer(c["W"], c["bias"], a0.float(), b0.float(), r, alpha_of(c))
+    _after_one_step(peft_layer(c["W"], c["bias"], a0.float(), b0.float(), r, alpha_of(c)), c, outputs, what, "")
+    return "frozen base, A random, B zero, scaling alpha/r: one training step equals peft's"
+
+
+def _after_one_step(ref, c: dict, rec, what: str, prefix: str) -> None:
+    """The kernel's SGD step left the base unchanged, and A, B and the output where peft's layer ``ref`` gets them."""
+    result(field(rec, "step"), f"a training step of {what}")
+    _unchanged(field(rec, "W1"), c["W"], FROZEN)
+    _unchanged(field(rec, "b1"), c["bias"], FROZEN)
     _step(ref, c)
     a1, b1 = _weights(ref)
-    close(result(field(outputs, "A1"), "lora_A.weight after a step"), a1,
-          f"lora_A.weight after one SGD step {BRANCH}")
-    close(result(field(outputs, "B1"), "lora_B.weight after a step"), b1,
-          f"lora_B.weight after one SGD step {BRANCH}")
-    close(result(field(outputs, "y1"), f"{what}(x) after a step"), ref(c["x2"]).detach(),
-          f"the output after one SGD step {BRANCH}")
-    return "frozen base, A random, B zero, scaling alpha/r: one training step equals peft's"
+    close(result(field(rec, "A1"), "lora_A.weight after a step"), a1,
+          f"{prefix}lora_A.weight after one SGD step (its gradient) {BRANCH}")
+    close(result(field(rec, "B1"), "lora_B.weight after a step"), b1,
+          f"{prefix}lora_B.weight after one SGD step (its gradient) {BRANCH}")
+    close(result(field(rec, "y1"), f"{what}(x) after a step"), ref(c["x2"]).detach(),
+          f"{prefix}the output after one SGD step {BRANCH}")
 
 
 # ====================================================================== LoRALinear: forward and gradients
@@ -202,17 +206,7 @@ def judge_forward(inputs: dict, outputs: dict) -> str:
         what = _loaded(c, rec)
         ref = peft_layer(c["W"], c["bias"], c["A"], c["B"], c["r"], alpha_of(c))
         close(result(field(rec, "y0"), f"{what}(x)"), ref(c["x"]).detach(), f"the output of {what} {BRANCH}")
-        result(field(rec, "step"), f"a training step of {what}")
-        _unchanged(field(rec, "W1"), c["W"], FROZEN)
-        _unchanged(field(rec, "b1"), c["bias"], FROZEN)
-        _step(ref, c)
-        a1, b1 = _weights(ref)
-        close(result(field(rec, "A1"), "lora_A.weight after a step"), a1,
-              f"{what}: lora_A.weight after one SGD step (its gradient) {BRANCH}")
-        close(result(field(rec, "B1"), "lora_B.weight after a step"), b1,
-              f"{what}: lora_B.weight after one SGD step (its gradient) {BRANCH}")
-        close(result(field(rec, "y1"), f"{what}(x) after a step"), ref(c["x2"]).detach(),
-              f"{what}: the output after one SGD step {BRANCH}")
+        _after_one_step(ref, c, rec, what, f"{what}: ")
     return "forward, gradients and a training step equal peft's LoRA layer (default alpha included)"
 
 
