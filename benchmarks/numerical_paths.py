@@ -82,7 +82,8 @@ def margins(committed: dict, executed: dict, chapter: str) -> float:
                 if rule.magnitude:
                     continue
                 spread = co.SPREAD_AFTER.match(tx, m.end)
-                tol = rule.tolerance(m.value, unit=m.unit, spread=float(spread.group(1)) if spread else None)
+                printed = ([float(spread.group(1))] if spread else []) + [v for k, v in co.interval_spreads(tx).items() if k == m.start]
+                tol = rule.tolerance(m.value, unit=m.unit, spread=min(printed) if printed else None)
                 worst = max(worst, abs(n.value - m.value) / tol if tol else float("inf"))
     return worst
 

@@ -31,13 +31,14 @@ output is split into its words and its numbers:
 
   Every tolerance is at least one unit of the number's last printed digit (it was rounded),
   and never wider than the spread the page prints beside it: a number printed as
-  ``x ± s`` is compared within ``min(tolerance, s)``.
+  ``x ± s`` is compared within ``min(tolerance, s)``, and an estimate printed with its 95 %
+  interval, and the interval's bounds, within ``min(tolerance, half the interval's width)``.
 - **Not compared**: images (a figure's pixels follow its numbers, which are compared), the
   outputs of cells tagged ``nbval-ignore-output`` (wall-clock timings only), and what
   ``VOLATILE`` removes (wall-clock seconds, progress bars, memory addresses).
 
 A few quantities are noisier than their kind's rule: a single short training run shown live
-beside the results computed once (Chapter 4's 600-step CLIP model). ``WIDER`` lists each; its
+beside the results computed once (Chapter 4's 600-step CLIP model, Chapter 6's prompt tuning run). ``WIDER`` lists each; its
 tolerance is a spread the page itself prints for that quantity, read from the committed page.
 
 Why a small checker on nbclient rather than nbval: nbval compares text exactly, after regular
@@ -130,6 +131,7 @@ class Wider:
         return Rule(f"{self.widens.kind} of a single short run", absolute=self.scale * float(found[0]))
 
 
+_SINGLE_RUN_SE = r"standard error of a test accuracy near [\d.]+: ±([\d.]+)"
 _LIVE_HELD_OUT_SD = r"mean ± sd: seen [\d.]+ ± [\d.]+\s+held-out [\d.]+ ± ([\d.]+)"
 
 #: The exceptions to ``rule_for``; each tolerance is a spread the page itself reports.
@@ -139,6 +141,13 @@ WIDER: tuple[Wider, ...] = (
           "paths by as much as the checkpoints' held-out accuracies spread over seeds (sd 0.048)"),
     Wider("04_clip", r"^glue clip_longer_diff: |\blive model\b[^\n]*minus live model:[^\n]*\Z", POINTS, _LIVE_HELD_OUT_SD,
           100.0, "the checkpoint's held-out accuracy minus the live model's: the live model's noise, in points"),
+    Wider("06_peft", r"^glue peft_prompt_acc: |prompt tuning \(n=20\)(?:</th>\s*<td>|\s+accuracy)?\s*\Z", FRACTION,
+          _SINGLE_RUN_SE, 1.0, "prompt tuning's test accuracy is one short training run on 200 test posts: it moves "
+          "between numerical paths by about the standard error the page prints for a single run's accuracy"),
+    Wider("06_peft", r"^glue peft_prompt_vs_head: |prompt tuning − head only:[^\n]*\Z", POINTS,
+          r"two single runs are told apart from ±([\d.]+)", 100 / 1.96,
+          "prompt tuning minus the head-only control: the standard error of a difference of two single runs, "
+          "in points (the page prints its 95 % half-width, 1.96 standard errors)"),
     Wider("04_clip", r"after training: similarity on the diagonal\s*\Z", FRACTION,
           r"similarity on the diagonal [\d.]+ ± ([\d.]+)", 1.0,
           "the live model's mean similarity of 12 pairs, printed with its sd over the pairs"),
@@ -193,6 +202,30 @@ def interval_bounds_in_points(text: str) -> set[int]:
     return found
 
 
+ESTIMATE_AND_INTERVAL = re.compile(
+    rf"(?:(?P<estimate>{_SIGNED})(?:\s?(?:%|points?\b))?,?\s*\(?)?95\s?%\s*(?:CI|interval)\s+"
+    rf"(?P<lower>{_SIGNED})\s+to\s+(?P<upper>{_SIGNED})")
+
+
+def interval_spreads(text: str) -> dict[int, float]:
+    """Start offset -> half-width of its 95 % interval, for every estimate and bound printed with one.
+
+    What a page reports as an interval is the spread of its estimate: none of the three numbers
+    may move further than the interval's half-width.
+    """
+    spreads = {}
+    for m in ESTIMATE_AND_INTERVAL.finditer(text):
+        half = abs(_value(m.group("upper")) - _value(m.group("lower"))) / 2
+        for name in ("estimate", "lower", "upper"):
+            if m.group(name) is not None:
+                spreads[m.start(name)] = half
+    return spreads
+
+
+def _value(text: str) -> float:
+    return float(text.replace("\u2212", "-").replace(",", ""))
+
+
 def rule_for(text: str, number: Number, in_points: set[int] | frozenset[int] = frozenset()) -> Rule:
     """The kind of ``number`` from how ``text`` prints it (the table in the module docstring).
 
@@ -239,14 +272,16 @@ def compare_text(committed: str, executed: str, *, where: str = "", label: str =
     if skeleton(committed) != skeleton(executed):
         return [Difference(where, "the words differ (only numbers may move):\n" + _word_diff(committed, executed))]
     out = []
-    in_points = interval_bounds_in_points(committed)
+    in_points, intervals = interval_bounds_in_points(committed), interval_spreads(committed)
     for a, b in zip(numbers(committed), numbers(executed)):
         if a.text == b.text:
             continue
         kind = bare if bare is not None and not a.integer and committed.strip() == a.text else rule_for(committed, a, in_points)
         rule = _wider(exceptions or [], label, committed, a, kind)
         m = SPREAD_AFTER.match(committed, a.end)
-        spread = float(m.group(1)) if m else None
+        printed = [float(m.group(1))] if m else []
+        printed += [intervals[a.start]] if a.start in intervals else []
+        spread = min(printed) if printed else None
         if not rule.allows(a.value, b.value, unit=a.unit, spread=spread):
             tol = "its order of magnitude" if rule.magnitude else f"±{rule.tolerance(a.value, unit=a.unit, spread=spread):.3g}"
             line = committed[committed.rfind("\n", 0, a.start) + 1:committed.find("\n", a.end) % (len(committed) + 1)]

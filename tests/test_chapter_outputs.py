@@ -175,11 +175,24 @@ def test_every_exception_takes_its_tolerance_from_a_spread_its_page_prints():
     streams = "".join("".join(o["text"]) for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream")
     held_out_sd = float(re.search(r"held-out \d\.\d+ ± (\d\.\d+)", streams).group(1))
     pairs_sd = float(re.search(r"diagonal \d\.\d+ ± (\d\.\d+)", streams).group(1))
-    assert {w.chapter for w in co.WIDER} == {"04_clip"}, "a new exception needs its spread checked here"
+    assert {w.chapter for w in co.WIDER} == {"04_clip", "06_peft"}, "a new exception needs its spread checked here"
     tolerances = sorted(rule.absolute for _, rule in co.page_exceptions(nb, "04_clip"))
     assert tolerances == sorted([held_out_sd, 100 * held_out_sd, pairs_sd])
     lo, hi = map(float, re.search(r"CI ([+-][\d.]+) to ([+-][\d.]+)", glued(nb, "clip_longer_diff")).groups())
     assert 100 * held_out_sd <= (hi - lo) / 2  # and the difference's within its own interval
+
+    peft = load("06_peft")
+    text = "".join("".join(o["text"]) for c in peft["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream")
+    se = float(re.search(r"standard error of a test accuracy near [\d.]+: ±([\d.]+)", text).group(1))
+    apart = float(re.search(r"two single runs are told apart from ±([\d.]+)", text).group(1))
+    assert sorted(rule.absolute for _, rule in co.page_exceptions(peft, "06_peft")) == sorted([se, 100 * apart / 1.96])
+
+
+def test_an_estimate_and_its_interval_move_at_most_half_the_interval():
+    narrow = "-1.8 points (95 % CI -2.2 to -1.3, 3 paired runs)"  # half-width 0.45 < the points rule's 1.0
+    assert co.compare_text(narrow, "-1.5 points (95 % CI -1.9 to -1.0, 3 paired runs)") == []
+    diffs = co.compare_text(narrow, "-1.1 points (95 % CI -1.5 to -0.6, 3 paired runs)")
+    assert len(diffs) == 3 and all("±0.45" in d.what for d in diffs)
 
 
 def test_an_exception_whose_spread_left_the_page_fails_loudly():
