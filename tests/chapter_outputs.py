@@ -323,7 +323,9 @@ def comparable(cell: dict) -> Iterator[tuple[str, str]]:
             pending = None
         if kind in ("display_data", "execute_result"):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name")
-            for mime, value in out.get("data", {}).items():
+            data = out.get("data", {})
+            for mime in sorted(data):  # a kernel sends the types in any order; a saved notebook sorts them
+                value = data[mime]
                 if mime.startswith("image/"):
                     continue  # a figure's pixels follow its numbers, which are compared
                 yield (f"glue {name}" if name else mime), _join(value) if isinstance(value, (str, list)) else str(value)

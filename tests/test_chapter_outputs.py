@@ -252,3 +252,13 @@ def test_the_chapter_check_executes_and_catches_a_moved_number(tmp_path):
     assert "became 0.750" in str(co.execute_and_compare(nb, cwd=tmp_path))
     nb.cells[0].outputs[0]["text"] = "accuracy 0.750, verdict: level with\n"
     assert "words differ" in str(co.execute_and_compare(nb, cwd=tmp_path))
+
+
+def test_a_table_compares_whatever_order_the_kernel_sends_its_types_in(tmp_path):
+    source = ('class Table:\n    def _repr_html_(self): return "<td>0.750</td>"\n    def __repr__(self): return "0.750"\n'
+              'Table()')
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", data={"text/html": "<td>0.752</td>", "text/plain": "0.752"},
+                                                  execution_count=1)]
+    assert co.execute_and_compare(nb, cwd=tmp_path) == []
