@@ -259,19 +259,20 @@ def _wider(exceptions: list[tuple[Wider, Rule]], label: str, text: str, number: 
     return default
 
 
-def compare_text(committed: str, executed: str, *, where: str = "", label: str = "",
-                 exceptions: list[tuple[Wider, Rule]] | None = None, bare: Rule | None = None) -> list[Difference]:
-    """The differences between two outputs beyond noise: any word, or a number beyond its rule.
+@dataclass(frozen=True)
+class Moved:
+    """A number that differs between the committed and the executed output, with its rule."""
 
-    ``exceptions``: ``page_exceptions`` of the page. ``bare``: the rule for a glued value that is one bare number, read from how the page's prose
-    prints it (``glue_rules``).
-    """
-    committed, executed = sanitise(committed), sanitise(executed)
-    if committed == executed:
-        return []
-    if skeleton(committed) != skeleton(executed):
-        return [Difference(where, "the words differ (only numbers may move):\n" + _word_diff(committed, executed))]
-    out = []
+    committed: Number
+    executed: Number
+    rule: Rule
+    tolerance: float | None  # None for a floating-point error (only its magnitude is judged)
+    within: bool
+
+
+def moved_numbers(committed: str, executed: str, *, label: str = "",
+                  exceptions: list[tuple[Wider, Rule]] | None = None, bare: Rule | None = None) -> Iterator[Moved]:
+    """Each number of two sanitised outputs with the same words that moved, judged by its rule."""
     in_points, intervals = interval_bounds_in_points(committed), interval_spreads(committed)
     for a, b in zip(numbers(committed), numbers(executed)):
         if a.text == b.text:
@@ -279,13 +280,31 @@ def compare_text(committed: str, executed: str, *, where: str = "", label: str =
         kind = bare if bare is not None and not a.integer and committed.strip() == a.text else rule_for(committed, a, in_points)
         rule = _wider(exceptions or [], label, committed, a, kind)
         m = SPREAD_AFTER.match(committed, a.end)
-        printed = [float(m.group(1))] if m else []
-        printed += [intervals[a.start]] if a.start in intervals else []
+        printed = ([float(m.group(1))] if m else []) + ([intervals[a.start]] if a.start in intervals else [])
         spread = min(printed) if printed else None
-        if not rule.allows(a.value, b.value, unit=a.unit, spread=spread):
-            tol = "its order of magnitude" if rule.magnitude else f"±{rule.tolerance(a.value, unit=a.unit, spread=spread):.3g}"
+        tolerance = None if rule.magnitude else rule.tolerance(a.value, unit=a.unit, spread=spread)
+        yield Moved(a, b, rule, tolerance, rule.allows(a.value, b.value, unit=a.unit, spread=spread))
+
+
+def compare_text(committed: str, executed: str, *, where: str = "", label: str = "",
+                 exceptions: list[tuple[Wider, Rule]] | None = None, bare: Rule | None = None) -> list[Difference]:
+    """The differences between two outputs beyond noise: any word, or a number beyond its rule.
+
+    ``exceptions``: ``page_exceptions`` of the page. ``bare``: the rule for a glued value that is
+    one bare number, read from how the page's prose prints it (``glue_rules``).
+    """
+    committed, executed = sanitise(committed), sanitise(executed)
+    if committed == executed:
+        return []
+    if skeleton(committed) != skeleton(executed):
+        return [Difference(where, "the words differ (only numbers may move):\n" + _word_diff(committed, executed))]
+    out = []
+    for moved in moved_numbers(committed, executed, label=label, exceptions=exceptions, bare=bare):
+        if not moved.within:
+            a, b = moved.committed, moved.executed
+            tol = "its order of magnitude" if moved.tolerance is None else f"±{moved.tolerance:.3g}"
             line = committed[committed.rfind("\n", 0, a.start) + 1:committed.find("\n", a.end) % (len(committed) + 1)]
-            out.append(Difference(where, f"{a.text} became {b.text}, beyond {tol} ({rule.kind}) in: {line.strip()[:200]}"))
+            out.append(Difference(where, f"{a.text} became {b.text}, beyond {tol} ({moved.rule.kind}) in: {line.strip()[:200]}"))
     return out
 
 
