@@ -73,9 +73,7 @@ book: $(STAMP)
 
 # The fast inner loop: the lfd13 unit tests, without notebooks, book build, browser or grading.
 unit: $(STAMP)
-	$(PY) -m pytest -o addopts="" -q -m "not slow and not browser" tests --ignore=tests/assignments \
-	  --ignore=tests/test_book.py --ignore=tests/test_browser.py --ignore=tests/test_launch.py \
-	  --ignore=tests/test_binder.py --ignore=tests/test_packaging.py --ignore=tests/test_setup_cell.py
+	$(PY) -m pytest -o addopts="" -q tests/unit
 
 test: $(STAMP) chromium grader-env
 	$(PY) -m pytest

@@ -23,7 +23,7 @@ Usage::
     python benchmarks/launch.py                      # every chapter; records "launch" in benchmarks/results.json
     python benchmarks/launch.py book/02_bert.ipynb   # some chapters (merged into the record; --no-record: not at all)
 
-``tests/test_launch.py`` runs one chapter this way as part of ``make test``;
+``tests/integration/test_launch.py`` runs one chapter this way as part of ``make test``;
 ``make launch-all`` runs them all.
 """
 

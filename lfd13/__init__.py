@@ -12,7 +12,7 @@ The one call every notebook starts with::
 
 The modules are layered; a module imports only from lower layers (and from its own
 subpackage), never from its own layer or above, so there is no import cycle
-(``tests/test_layers.py`` checks it):
+(``tests/unit/test_layers.py`` checks it):
 
 0. :mod:`~lfd13.style`, :mod:`~lfd13.sampling`, :mod:`~lfd13.shipped` — leaves: plot style,
    few-label sampling, the checkpoint format;

@@ -16,7 +16,7 @@ What it returns plugs into the chapters' functions:
   and :func:`sft_batch` (the loss on the response only, as in InstructGPT's SFT); :func:`sft_trainer`,
   the same SFT with TRL's ``SFTTrainer`` (``completion_only_loss=True``), as practitioners run it.
 
-``tests/test_hub.py`` runs every function offline on tiny random models written in the hub's
+``tests/unit/test_hub.py`` runs every function offline on tiny random models written in the hub's
 own cache layout, loaded by hub name exactly as a real checkpoint is.
 """
 
@@ -28,9 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lfd13.runtime import get_device
+from lfd13.runtime import IGNORE_INDEX, get_device
 
-IGNORE_INDEX = -100  # label of a position the loss ignores (the prompt, the padding)
 
 #: Attention projection names of common causal-LM families (LLaMA, Qwen, Mistral, GPT-2, GPT-NeoX, Falcon).
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj")

@@ -44,6 +44,7 @@ from torch import nn
 
 from lfd13 import shipped
 from lfd13.evaluation import TrainTestResult, extract_features, linear_probe, train_and_test
+from lfd13.cnn import DIGITS_CNN_RECIPE, build_digits_cnn
 from lfd13.runtime import get_device, make_generator, seeded
 from lfd13.sampling import split_indices, subset_indices
 from lfd13.train import History, Recipe, train
@@ -536,18 +537,8 @@ def encoder_classifier(encoder: ConvEncoder, *, num_classes: int = 10, seed: int
         return EncoderClassifier(copy, num_classes)
 
 
-def scratch_cnn(*, seed: int, num_classes: int = 10) -> nn.Module:
-    """Chapter 1a's small CNN for 8×8 digits, trained from scratch: two 3×3 convolutions, a pooling, two linear layers."""
-    with seeded(seed):
-        return nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [B, 32, 4, 4]
-            nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, num_classes),
-        )
-
-
-#: Chapter 1a's recipe for :func:`scratch_cnn` (AdamW, cosine decay).
-SCRATCH_RECIPE = Recipe(steps=200, lr=3e-3, batch_size=64, weight_decay=1e-2)
+scratch_cnn = build_digits_cnn  # TODO(H1): use lfd13.cnn directly
+SCRATCH_RECIPE = DIGITS_CNN_RECIPE
 
 
 # ---------------------------------------------------------------- checkpoints

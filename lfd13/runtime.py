@@ -11,7 +11,9 @@ import contextlib
 import os
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +21,30 @@ import torch
 from lfd13.style import use_style
 
 _DEVICES = ("cuda", "mps", "cpu")
+
+#: The label of a position the loss ignores (PyTorch's ``cross_entropy`` default, and every
+#: transformers head's): unselected tokens in masked language modelling, the prompt and the padding in SFT.
+IGNORE_INDEX = -100
+
+_Config = TypeVar("_Config")
+
+
+class UnknownPresetError(KeyError):
+    """A preset name that a preset table does not hold; the message lists the names it does."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+def preset(table: Mapping[str, _Config], name: str, *, what: str, **overrides: Any) -> _Config:
+    """``table[name]`` (a frozen config dataclass), with ``overrides`` replaced; the one preset lookup of every model module.
+
+    Raises:
+        UnknownPresetError: ``name`` is not in ``table``; the message lists the known names.
+    """
+    if name not in table:
+        raise UnknownPresetError(f"unknown {what} preset {name!r}; the presets are {sorted(table)}")
+    return replace(table[name], **overrides) if overrides else table[name]  # type: ignore[type-var]
 
 
 def get_device(prefer: str | None = None) -> torch.device:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,15 @@ import torch
 
 #: Where the package's checkpoints live.
 CHECKPOINT_DIR = Path(str(resources.files("lfd13") / "checkpoints"))
+
+#: Where the package's experiment results live (one ``<name>.json`` per experiment, never inside a checkpoint).
+RESULTS_DIR = Path(str(resources.files("lfd13") / "results"))
+
+#: The format written into every result file.
+RESULT_FORMAT = "lfd13-result/1"
+
+#: What a missing file's error tells the reader to run.
+RECREATE_HELP = "python -m lfd13.recreate --list names the command that creates each shipped file"
 
 #: The format written into every checkpoint's JSON file.
 FORMAT = "lfd13-checkpoint/1"
@@ -216,3 +226,96 @@ def extra_file(info: CheckpointInfo, suffix: str, name_or_path: str | Path, dire
     if path.name not in info.files:
         raise FileNotFoundError(f"checkpoint {info.name!r} has no file {path.name}; re-create it with `{info.command}`")
     return path
+
+
+# ---------------------------------------------------------------- models: one save, one load for every kind
+def save_model(
+    name: str,
+    model: torch.nn.Module,
+    *,
+    kind: str,
+    command: str,
+    config: dict[str, Any],
+    recipe: dict[str, Any],
+    result: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+    directory: Path | str = CHECKPOINT_DIR,
+) -> CheckpointInfo:
+    """Write ``model``'s weights and its sidecar JSON (see :func:`save`); ``config`` must be enough to rebuild it."""
+    return save(name, model.state_dict(), kind=kind, command=command, config=config, recipe=recipe, result=result,
+                extra_files=extra_files, directory=directory)
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    kind: str,
+    build: Callable[[CheckpointInfo, Path], torch.nn.Module],
+    directory: Path | str | None = None,
+    convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """Check a checkpoint's hashes, build its model from the sidecar, load the weights strictly, set eval mode.
+
+    Args:
+        name_or_path: a shipped name (``"mae_digits"``) or a path to its ``.json`` / ``.safetensors``.
+        kind: the kind the caller expects (``"mae"``, ``"clip"``, …); another kind is an error.
+        build: ``build(info, folder)`` -> the untrained model the weights fit (``folder`` holds the
+            checkpoint's extra files, e.g. a vocabulary).
+        directory: where to look for a name (default: the package's checkpoints).
+        convert: applied to every tensor before loading (e.g. ``Tensor.float`` for float16 files).
+
+    Returns:
+        ``(model on the CPU in eval mode, info)``.
+    """
+    state, info = load(name_or_path, kind=kind, command=RECREATE_HELP, directory=directory)
+    _, folder = locate(name_or_path, directory)
+    if convert is not None:
+        state = {k: convert(v) for k, v in state.items()}
+    model = load_weights(build(info, folder), state, info)
+    return model.eval(), info
+
+
+# ---------------------------------------------------------------- results: what an experiment measured
+@dataclass(frozen=True)
+class ResultFile:
+    """A result file ``<name>.json``: what one experiment measured, with the settings and command that produced it."""
+
+    name: str  # e.g. "mae_finetuning"
+    command: str  # the command that recreates it
+    settings: dict[str, Any]  # the experiment's settings (its frozen dataclass, as a dict)
+    result: dict[str, Any]  # what it measured
+    torch: str = ""  # the torch version that computed it
+
+
+def save_result(
+    name: str,
+    *,
+    command: str,
+    settings: dict[str, Any],
+    result: dict[str, Any],
+    directory: Path | str = RESULTS_DIR,
+) -> ResultFile:
+    """Write ``<name>.json`` in ``directory``: an experiment's result, apart from any model checkpoint."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = ResultFile(name=name, command=command, settings=settings, result=result, torch=torch.__version__)
+    record = {"format": RESULT_FORMAT, **{k: getattr(out, k) for k in ("name", "command", "torch", "settings", "result")}}
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def load_result(name_or_path: str | Path, *, directory: Path | str | None = None) -> ResultFile:
+    """Read a result file written by :func:`save_result` (a name in the package's results, or a path)."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        if path.name != str(name_or_path):
+            raise ValueError(f"{name_or_path!r} is neither a result name nor a path to its .json file")
+        path = Path(directory if directory is not None else RESULTS_DIR) / f"{name_or_path}.json"
+    if not path.is_file():
+        folder = path.parent
+        known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+        raise FileNotFoundError(f"no result {path.stem!r} in {folder}; results there: {known}. {RECREATE_HELP}")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.pop("format", None) != RESULT_FORMAT:
+        raise ValueError(f"{path} is not an {RESULT_FORMAT} result file; {RECREATE_HELP}")
+    return ResultFile(**record)

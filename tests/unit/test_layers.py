@@ -21,10 +21,11 @@ LAYERS: dict[str, int] = {
     "style": 0, "sampling": 0, "shipped": 0,
     "runtime": 1,
     "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2,
-    "evaluation": 3,
+    "evaluation": 3, "cnn": 3,
     "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4,
     "mae": 5, "peft_tools": 5,
-    "pretrain": 6,
+    "experiments": 6,
+    "pretrain": 7, "recreate": 7,
 }  # fmt: skip
 
 

@@ -34,7 +34,7 @@ from packaging.requirements import Requirement
 
 from benchmarks.launch import chapter_imports, requirement_lines, source_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BINDER = ROOT / "binder"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.prose_rules import check_notebook, development_findings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
 CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9]*.ipynb"))
 NUMBERS_CHECKED = ["01_label_bottleneck", "01_pretext_tasks", "02_bert", "03_mae", "04_clip", "05_finetuning", "05a_layers", "05b_sft", "06_peft"]

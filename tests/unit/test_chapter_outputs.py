@@ -19,7 +19,7 @@ import pytest
 
 import chapter_outputs as co
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.ipynb"))
 
 

@@ -3,7 +3,7 @@
 The snippets load real hub checkpoints and want a GPU, so the book does not run them. What
 keeps them from rotting: each one is checked here as code — pyflakes finds no undefined or
 unused name, every name it takes from ``lfd13`` exists — and every ``lfd13.hub`` function a
-snippet calls is one that ``tests/test_hub.py`` runs offline on tiny models saved in the
+snippet calls is one that ``tests/unit/test_hub.py`` runs offline on tiny models saved in the
 hub's own layout, by hub name.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from pyflakes.api import check
 from pyflakes.reporter import Reporter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.ipynb"))
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -88,12 +88,12 @@ def test_snippet_calls_only_what_lfd13_has(path):
 
 
 def test_every_hub_call_of_the_snippets_runs_offline_in_test_hub():
-    from tests import test_hub
+    from tests.unit import test_hub
 
     tested = set(re.findall(r"\bhub\.(\w+)\(", test_hub.SNIPPETS))
     used = {a for p in CHAPTERS for m, a in lfd13_references(scaling_up_snippet(p)) if m == "lfd13.hub"}
     assert used, "no snippet calls lfd13.hub"
-    assert used <= tested, f"hub functions used by a snippet but not run by tests/test_hub.py: {sorted(used - tested)}"
+    assert used <= tested, f"hub functions used by a snippet but not run by tests/unit/test_hub.py: {sorted(used - tested)}"
 
 
 def test_the_checks_catch_a_rotten_snippet():

@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 
 from benchmarks.launch import bare_env, build_wheel, chapter_imports, kernel_env, requirement_lines
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # What the chapters load, called as the chapters call it (module names as of the package's public
 # API; keep them here, in one place). Runs in an environment where lfd13 comes from the wheel.

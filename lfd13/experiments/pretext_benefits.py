@@ -1,0 +1,8 @@
+"""PLACEHOLDER — to be written: Chapter 1b's transfer benefits: CNNs from scratch vs fine-tuned pretext encoders (a result file)."""
+
+from __future__ import annotations
+
+from lfd13.experiments import Entry
+
+#: This module's rows of the recreate table (lfd13.recreate.ENTRIES), in order.
+ENTRIES: tuple[Entry, ...] = ()
