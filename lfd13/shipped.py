@@ -294,11 +294,15 @@ def save_result(
     settings: dict[str, Any],
     result: dict[str, Any],
     directory: Path | str = RESULTS_DIR,
+    torch_version: str | None = None,
 ) -> ResultFile:
-    """Write ``<name>.json`` in ``directory``: an experiment's result, apart from any model checkpoint."""
+    """Write ``<name>.json`` in ``directory``: an experiment's result, apart from any model checkpoint.
+
+    ``torch_version`` is the torch that computed ``result`` (default: this one).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    out = ResultFile(name=name, command=command, settings=settings, result=result, torch=torch.__version__)
+    out = ResultFile(name=name, command=command, settings=settings, result=result, torch=torch_version or torch.__version__)
     record = {"format": RESULT_FORMAT, **{k: getattr(out, k) for k in ("name", "command", "torch", "settings", "result")}}
     (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return out
