@@ -78,7 +78,7 @@ def clip_shapes(device, g):
 
 def minilm_lora(device, g):
     tokenizer, encoder = load_text_encoder(device="cpu")
-    model = finetune.sequence_classifier(encoder, num_labels=4)
+    model = finetune.build_sequence_classifier(encoder, num_labels=4)
     model = peft_tools.apply_peft(model, peft_tools.lora_config(8)).to(device)
     texts = ["the engine needs new spark plugs", "a telescope sees far galaxies", "render the mesh in 3d", "the doctor prescribed rest"]
     batch = tokenizer(texts * (BATCH // 4), padding=True, truncation=True, max_length=64, return_tensors="pt").to(device)

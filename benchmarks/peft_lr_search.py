@@ -32,7 +32,7 @@ def main() -> None:
     import lfd13
     from lfd13 import peft_tools
     from lfd13.data.newsgroups import load_newsgroups
-    from lfd13.finetune import encode_texts, sequence_classifier
+    from lfd13.finetune import tokenize_texts, build_sequence_classifier
     from lfd13.pretrained import load_text_encoder
 
     device = lfd13.setup(seed=0)
@@ -40,11 +40,11 @@ def main() -> None:
     tokenizer, encoder = load_text_encoder(device=device)
     train = peft_tools.training_posts(news, tokenizer, 0)  # the chapter's draw 0
     _, (val_texts, val_labels) = news.train_validation(peft_tools.N_PER_CLASS, peft_tools.N_VAL_PER_CLASS, seed=0)
-    validation = encode_texts(tokenizer, val_texts, val_labels, max_length=peft_tools.MAX_LENGTH)
+    validation = tokenize_texts(tokenizer, val_texts, val_labels, max_length=peft_tools.MAX_LENGTH)
     classes = news.num_classes
 
     def classifier():
-        return sequence_classifier(encoder, num_labels=classes, seed=0)
+        return build_sequence_classifier(encoder, num_labels=classes, seed=0)
 
     makers = {
         "full fine-tuning": classifier,

@@ -14,7 +14,7 @@ Shapes: B batch, L tokens (≤ ``max_length``), D hidden width, C classes.
 Example::
 
     tokenizer, model = load_classifier(num_labels=4, seed=0)
-    train = encode_texts(tokenizer, texts, labels, max_length=64)
+    train = tokenize_texts(tokenizer, texts, labels, max_length=64)
     history = train_classifier(model, train, FULL_FINETUNE, seed=0)
     acc = evaluate_accuracy(model, test)
 """
@@ -42,7 +42,7 @@ from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device, seeded
 from lfd13.sampling import split_indices
 from lfd13.train import History, Recipe, train, trim_padding
-from lfd13.train import classification_step as tensor_classification_step
+from lfd13.train import classification_step
 
 # --------------------------------------------------------------------------- data
 
@@ -61,7 +61,7 @@ class EncodedTexts(NamedTuple):
     labels: torch.Tensor
 
 
-def encode_texts(
+def tokenize_texts(
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     labels: torch.Tensor | Sequence[int],
@@ -93,7 +93,7 @@ def encode_texts(
 # --------------------------------------------------------------------------- models
 
 
-def sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
+def build_sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
     """The encoder's architecture with a classification head (``AutoModelForSequenceClassification``).
 
     For BERT-family encoders the head is the library's: the pooler (dense + tanh on the
@@ -141,10 +141,10 @@ def load_classifier(
     """Tokenizer and sequence classifier for ``name`` (resolved offline first, see :mod:`lfd13.pretrained`).
 
     Returns:
-        ``(tokenizer, model)``; see :func:`sequence_classifier`.
+        ``(tokenizer, model)``; see :func:`build_sequence_classifier`.
     """
     tokenizer, encoder = load_text_encoder(name, device=device)
-    return tokenizer, sequence_classifier(encoder, num_labels=num_labels, pretrained=pretrained, seed=seed)
+    return tokenizer, build_sequence_classifier(encoder, num_labels=num_labels, pretrained=pretrained, seed=seed)
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -258,7 +258,7 @@ def parameter_count(model: PreTrainedModel) -> ParameterCount:
 # --------------------------------------------------------------------------- training
 
 
-def classification_step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+def sequence_classification_step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
     """One step for :func:`lfd13.train.fit`: cross-entropy of the model's logits.
 
     Args:
@@ -294,7 +294,7 @@ def train_classifier(
     fully unfrozen model, one with frozen bottom layers, or a peft model (LoRA, prompt tuning).
 
     Args:
-        model: a sequence classifier (see :func:`classification_step`).
+        model: a sequence classifier (see :func:`sequence_classification_step`).
         data: the labelled training set.
         recipe: optimisation settings.
         seed: seeds the shuffling and dropout.
@@ -306,7 +306,7 @@ def train_classifier(
     """
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no trainable parameters; unfreeze some (freeze_bottom_layers(model, 0))")
-    return train(model, tuple(data), classification_step, recipe, seed=seed, device=device, evaluate=evaluate,
+    return train(model, tuple(data), sequence_classification_step, recipe, seed=seed, device=device, evaluate=evaluate,
                  eval_every=eval_every, desc="fine-tune")
 
 
@@ -458,7 +458,7 @@ def train_source_cnn(digits: DigitsSplit, *, seed: int = 0, device: torch.device
     src = digits.y_train < 5
     with seeded(seed):
         model = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
-    train(model, (digits.x_train[src], digits.y_train[src]), tensor_classification_step, SOURCE_RECIPE, seed=seed, device=device)
+    train(model, (digits.x_train[src], digits.y_train[src]), classification_step, SOURCE_RECIPE, seed=seed, device=device)
     return model.eval()
 
 
@@ -563,12 +563,12 @@ def early_stopped_run(
         The :class:`lfd13.evaluation.TrainTestResult`.
     """
     def encode(idx: torch.Tensor) -> EncodedTexts:
-        return encode_texts(tokenizer, [data.train_texts[i] for i in idx.tolist()], data.train_labels[idx],
+        return tokenize_texts(tokenizer, [data.train_texts[i] for i in idx.tolist()], data.train_labels[idx],
                             max_length=COMPARISON_MAX_TOKENS)
 
     train_idx, val_idx = comparison_draw(data.train_labels, n, seed)
-    model = sequence_classifier(encoder, num_labels=data.num_classes, pretrained=pretrained, seed=seed)
-    return train_and_test(model, encode(train_idx), test, COMPARISON_RECIPES[pretrained], seed=seed, step=classification_step,
+    model = build_sequence_classifier(encoder, num_labels=data.num_classes, pretrained=pretrained, seed=seed)
+    return train_and_test(model, encode(train_idx), test, COMPARISON_RECIPES[pretrained], seed=seed, step=sequence_classification_step,
                           score=evaluate_accuracy, device=device, validation=encode(val_idx), eval_every=COMPARISON_EVAL_EVERY)
 
 

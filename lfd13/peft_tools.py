@@ -62,11 +62,11 @@ from lfd13.data.newsgroups import TextSplit
 from lfd13.finetune import (
     FULL_FINETUNE,
     EncodedTexts,
-    classification_step,
-    encode_texts,
+    sequence_classification_step,
+    tokenize_texts,
     evaluate_accuracy,
     predict_logits,
-    sequence_classifier,
+    build_sequence_classifier,
     train_classifier,
 )
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
@@ -273,7 +273,7 @@ def training_memory(
     model: nn.Module,
     batch: tuple[torch.Tensor, ...],
     *,
-    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = classification_step,
+    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = sequence_classification_step,
     device: torch.device | str | None = None,
 ) -> TrainingMemory:
     """Measure gradient and AdamW-state memory with one real optimiser step that changes nothing.
@@ -527,12 +527,12 @@ def training_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase, seed: in
     (:data:`LR_SEARCH`); they are disjoint from these.
     """
     (texts, labels), _ = news.train_validation(N_PER_CLASS, N_VAL_PER_CLASS, seed=seed)
-    return encode_texts(tokenizer, texts, labels, max_length=MAX_LENGTH)
+    return tokenize_texts(tokenizer, texts, labels, max_length=MAX_LENGTH)
 
 
 def test_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase) -> EncodedTexts:
     """The test posts of ``news`` (load it with ``n_test_per_class=N_TEST_PER_CLASS``), cut to :data:`MAX_LENGTH` tokens."""
-    return encode_texts(tokenizer, news.test_texts, news.test_labels, max_length=MAX_LENGTH)
+    return tokenize_texts(tokenizer, news.test_texts, news.test_labels, max_length=MAX_LENGTH)
 
 
 def save_adapter(
@@ -591,7 +591,7 @@ def load_adapter(
     cfg = info.config
     if classifier is None:
         _, encoder = load_text_encoder(cfg["base"], device="cpu")
-        classifier = sequence_classifier(encoder, num_labels=cfg["num_labels"], seed=cfg["seed"])
+        classifier = build_sequence_classifier(encoder, num_labels=cfg["num_labels"], seed=cfg["seed"])
     if (classifier.config.hidden_size, classifier.config.num_labels) != (cfg["hidden_size"], cfg["num_labels"]):
         raise ValueError(
             f"adapter {info.name!r} was trained on a classifier of width {cfg['hidden_size']} with {cfg['num_labels']} "

@@ -30,37 +30,37 @@ def encoder(tokenizer):
 
 
 def test_encode_texts(tokenizer):
-    data = ft.encode_texts(tokenizer, TEXTS, LABELS, max_length=6)
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS, max_length=6)
     assert data.input_ids.shape == data.attention_mask.shape == (12, 6)
     assert data.labels.tolist() == LABELS
     assert (data.input_ids[:, 0] == tokenizer.cls_token_id).all()
-    long = ft.encode_texts(tokenizer, TEXTS, LABELS, max_length=64)
+    long = ft.tokenize_texts(tokenizer, TEXTS, LABELS, max_length=64)
     assert long.input_ids.shape[1] < 64  # padded to the longest text, not to max_length
     with pytest.raises(ValueError, match="one label per text"):
-        ft.encode_texts(tokenizer, TEXTS, LABELS[:-1])
+        ft.tokenize_texts(tokenizer, TEXTS, LABELS[:-1])
     with pytest.raises(TypeError, match="sequence of strings"):
-        ft.encode_texts(tokenizer, "one text", [0])
+        ft.tokenize_texts(tokenizer, "one text", [0])
 
 
 def test_classifier_copies_pretrained_weights(encoder, tokenizer):
-    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
-    model = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS)
+    model = ft.build_sequence_classifier(encoder, num_labels=4, seed=0)
     with torch.no_grad():
         a = model.base_model(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
         b = encoder(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
     torch.testing.assert_close(a, b)
-    scratch = ft.sequence_classifier(encoder, num_labels=4, pretrained=False, seed=0)
+    scratch = ft.build_sequence_classifier(encoder, num_labels=4, pretrained=False, seed=0)
     assert not torch.equal(scratch.base_model.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
-    again = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    again = ft.build_sequence_classifier(encoder, num_labels=4, seed=0)
     torch.testing.assert_close(again.classifier.weight, model.classifier.weight)
-    other = ft.sequence_classifier(encoder, num_labels=4, seed=1)
+    other = ft.build_sequence_classifier(encoder, num_labels=4, seed=1)
     assert not torch.equal(other.classifier.weight, model.classifier.weight)
     with pytest.raises(ValueError, match="num_labels"):
-        ft.sequence_classifier(encoder, num_labels=1)
+        ft.build_sequence_classifier(encoder, num_labels=1)
 
 
 def test_freeze_bottom_layers(encoder):
-    model = ft.sequence_classifier(encoder, num_labels=4)
+    model = ft.build_sequence_classifier(encoder, num_labels=4)
     total = ft.parameter_count(model)
     assert total.trainable == total.total
     ft.freeze_bottom_layers(model, 3)
@@ -80,9 +80,9 @@ def test_freeze_bottom_layers(encoder):
 
 
 def test_step_is_cross_entropy(encoder, tokenizer):
-    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
-    model = ft.sequence_classifier(encoder, num_labels=4).eval()
-    out = ft.classification_step(model, tuple(data))
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS)
+    model = ft.build_sequence_classifier(encoder, num_labels=4).eval()
+    out = ft.sequence_classification_step(model, tuple(data))
     logits = ft.predict_logits(model, data, batch_size=5, device="cpu")
     assert logits.shape == (12, 4)
     torch.testing.assert_close(out["loss"], F.cross_entropy(logits, data.labels), atol=1e-5, rtol=1e-4)
@@ -90,10 +90,10 @@ def test_step_is_cross_entropy(encoder, tokenizer):
 
 
 def test_training_updates_only_trainable_and_is_deterministic(encoder, tokenizer):
-    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS)
 
     def run(seed):
-        model = ft.freeze_bottom_layers(ft.sequence_classifier(encoder, num_labels=4), 2)
+        model = ft.freeze_bottom_layers(ft.build_sequence_classifier(encoder, num_labels=4), 2)
         history = ft.train_classifier(model, data, ft.TINY, seed=seed, device="cpu")
         return model, history
 
@@ -105,7 +105,7 @@ def test_training_updates_only_trainable_and_is_deterministic(encoder, tokenizer
                            encoder.encoder.layer[2].attention.self.query.weight)
     again, history2 = run(0)
     assert history2["loss"] == history["loss"]
-    frozen = ft.freeze_bottom_layers(ft.sequence_classifier(encoder, num_labels=4), 3)
+    frozen = ft.freeze_bottom_layers(ft.build_sequence_classifier(encoder, num_labels=4), 3)
     for p in frozen.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
@@ -113,8 +113,8 @@ def test_training_updates_only_trainable_and_is_deterministic(encoder, tokenizer
 
 
 def test_mean_pooled_features(encoder, tokenizer):
-    data = ft.encode_texts(tokenizer, TEXTS, LABELS)
-    model = ft.sequence_classifier(encoder, num_labels=4)
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS)
+    model = ft.build_sequence_classifier(encoder, num_labels=4)
     feats = ft.mean_pooled_features(model, data, batch_size=5, device="cpu")
     assert feats.shape == (12, 32)
     with torch.no_grad():
@@ -136,7 +136,7 @@ def test_load_classifier_uses_the_packaged_minilm():
     tokenizer, model = ft.load_classifier(4, device="cpu")
     assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
     assert len(ft.encoder_layers(model)) == 6
-    data = ft.encode_texts(tokenizer, TEXTS[:4], LABELS[:4])
+    data = ft.tokenize_texts(tokenizer, TEXTS[:4], LABELS[:4])
     feats = ft.mean_pooled_features(model, data, device="cpu")
     sims = F.normalize(feats, dim=-1) @ F.normalize(feats, dim=-1).T
     assert sims.shape == (4, 4) and float(sims.diagonal().min()) > 0.99
@@ -162,7 +162,7 @@ def test_small_cnn_and_freezing_blocks():
 def test_train_and_test_early_stopping_restores_the_best_validation_weights(encoder, tokenizer):
     from lfd13.evaluation import train_and_test
 
-    train_set, val_set, test_set = (ft.encode_texts(tokenizer, TEXTS, LABELS) for _ in range(3))
+    train_set, val_set, test_set = (ft.tokenize_texts(tokenizer, TEXTS, LABELS) for _ in range(3))
     scripted = iter([0.5, 0.9, 0.9, 0.7])  # validation scores at steps 1, 2, 3 and the end (4)
     seen = {}  # validation call -> head weights at that moment
 
@@ -173,19 +173,19 @@ def test_train_and_test_early_stopping_restores_the_best_validation_weights(enco
         seen[i] = model.classifier.weight.detach().clone()
         return next(scripted)
 
-    model = ft.sequence_classifier(encoder, num_labels=4, seed=0)
+    model = ft.build_sequence_classifier(encoder, num_labels=4, seed=0)
     recipe = Recipe(steps=4, lr=1e-2, batch_size=4)
-    run = train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.classification_step, score=score,
+    run = train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.sequence_classification_step, score=score,
                          device="cpu", validation=val_set, eval_every=1)
     assert [s for s, _ in run.history.evals["validation"]] == [1, 2, 3, 4]
     assert run.best_step == 2  # the earliest of the two best scores
     torch.testing.assert_close(model.classifier.weight, seen[1])
     assert not torch.equal(model.classifier.weight, seen[3])
-    plain = train_and_test(ft.sequence_classifier(encoder, num_labels=4, seed=0), train_set, test_set, recipe, seed=0,
-                           step=ft.classification_step, score=ft.evaluate_accuracy, device="cpu")
+    plain = train_and_test(ft.build_sequence_classifier(encoder, num_labels=4, seed=0), train_set, test_set, recipe, seed=0,
+                           step=ft.sequence_classification_step, score=ft.evaluate_accuracy, device="cpu")
     assert plain.best_step is None and plain.history.evals == {}
     with pytest.raises(ValueError, match="eval_every"):
-        train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.classification_step, score=score,
+        train_and_test(model, train_set, test_set, recipe, seed=0, step=ft.sequence_classification_step, score=score,
                        device="cpu", validation=val_set)
 
 
