@@ -162,7 +162,8 @@ def load(
     record.pop("format")
     info = CheckpointInfo(**record)
     if info.kind != kind:
-        raise ValueError(f"{name!r} is a {info.kind!r} checkpoint, not a {kind!r} one; load it with lfd13.{info.kind}.load_checkpoint")
+        raise ValueError(f"{name!r} is a {info.kind!r} checkpoint, not a {kind!r} one: load it with the loader of "
+                         f"lfd13.{info.kind} (it was written by `{info.command}`)")
     for fname, digest in info.files.items():
         got = sha256_file(folder / fname)
         if got != digest:
