@@ -61,7 +61,8 @@ class Builder:
                + textwrap.dedent(visible).strip() + "\n\n" + hidden(grade_id))
         self._code(src, grade_id=grade_id, grade=True, locked=True, points=points)
 
-    def write(self) -> Path:
+    def notebook(self) -> nbformat.NotebookNode:
+        """The source notebook: these cells, stable ids, no outputs."""
         nb = nbformat.v4.new_notebook()
         nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
                                       "name": "python3"},
@@ -69,10 +70,20 @@ class Builder:
         for i, cell in enumerate(self.cells):
             cell.id = f"{self.name}-{i:02d}"
         nb.cells = self.cells
-        path = SOURCE / self.name / f"{self.name}.ipynb"
+        return nb
+
+    def path(self, folder: Path = SOURCE) -> Path:
+        """Where nbgrader reads it: ``source/<name>/<name>.ipynb``."""
+        return folder / self.name / f"{self.name}.ipynb"
+
+    def write(self, folder: Path = SOURCE) -> Path:
+        path = self.path(folder)
         path.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, path)
+        nbformat.write(self.notebook(), path)
         return path
+
+
+BUILDERS = ("masking", "contrastive", "lora")  # the functions below, one per assignment
 
 
 # ====================================================================== masking
@@ -646,8 +657,8 @@ def lora() -> Builder:
 
 
 def main() -> None:
-    for make in (masking, contrastive, lora):
-        b = make()
+    for name in BUILDERS:
+        b = globals()[name]()
         print(f"{b.write()}: {b.points} points")
 
 
