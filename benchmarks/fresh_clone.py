@@ -15,7 +15,6 @@ commit, and records both wall times in ``benchmarks/results.json`` under ``fresh
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -27,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.json"
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import update_results  # noqa: E402
 BUDGETS_S = {"make book": 300.0, "make test": 1200.0}
 
 
@@ -62,10 +62,7 @@ def main() -> int:
         print(f"{target}: rc {rc}, {seconds:.0f} s (budget {BUDGETS_S[target]:.0f} s) — {summary.strip()}  [log: {log}]", flush=True)
         if rc != 0:
             break
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data.pop("book_build", None)  # the old measure: a build that executed every notebook
-    data["fresh_clone"] = record
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    update_results("fresh_clone", record)
     return 0 if all(isinstance(v, dict) and v.get("returncode") == 0 for k, v in record.items() if k in BUDGETS_S) else 1
 
 

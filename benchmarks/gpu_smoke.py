@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from lfd13 import finetune, mae, mlm, peft_tools, pretext, sft
 from lfd13.pretrained import load_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.json"
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import RESULTS, update_results  # noqa: E402
 BATCH = 16
 
 # Each entry builds a chapter's model on ``device`` and returns it with a function that computes
@@ -138,15 +138,13 @@ def one_step(case: Case, device: torch.device) -> dict:
 
 def save(records: dict, device: torch.device) -> None:
     """Read-modify-write the ``"gpu_smoke"`` key of benchmarks/results.json only."""
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data["gpu_smoke"] = {
+    update_results("gpu_smoke", {
         "device": torch.cuda.get_device_name(device),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "all_ok": all(r.get("ok") for r in records.values()),
         "steps": records,
-    }
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    })
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results.json"
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import RESULTS, update_results  # noqa: E402
 GOAL_S = 20.0
 sys.path.insert(0, str(ROOT / "tests" / "assignments"))
 
@@ -91,11 +92,8 @@ def main() -> None:
     }
     print(json.dumps(figures, indent=1))
     if not args.no_save:
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        if "grading" in results:
-            results["grading_before"] = results["grading"]
-        results["grading"] = figures
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        update_results("grading_before", lambda data: data.get("grading"))
+        update_results("grading", figures)
         print(f"saved under 'grading' in {RESULTS}")
 
 

@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.json"
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import RESULTS, update_results  # noqa: E402
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 sys.path.insert(0, str(ROOT))
 import setup_cell  # noqa: E402  (book/_ext/setup_cell.py: the cell and its install-source variable)
@@ -232,19 +233,20 @@ def check(result: LaunchResult, env_root: Path) -> list[str]:
 
 def save_results(records: dict[str, dict]) -> None:
     """Read-modify-write the ``"launch"`` key of benchmarks/results.json only (merged per chapter, so a partial run adds to it)."""
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    notebooks = {**data.get("launch", {}).get("notebooks", {}), **records}
-    data["launch"] = {
-        "notebooks": notebooks,
-        "all_ok": all(r["ok"] for r in notebooks.values()),
-        "complete": sorted(notebooks) == sorted(p.stem for p in setup_cell.chapters()),
-        "how": "each chapter alone in an empty folder, kernel in a venv without lfd13; its setup cell installs the wheel",
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        "total_seconds": round(sum(r["seconds"] or 0.0 for r in notebooks.values()), 1),
-    }
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    def merged(data: dict) -> dict:
+        notebooks = {**data.get("launch", {}).get("notebooks", {}), **records}
+        return {
+            "notebooks": notebooks,
+            "all_ok": all(r["ok"] for r in notebooks.values()),
+            "complete": sorted(notebooks) == sorted(p.stem for p in setup_cell.chapters()),
+            "how": "each chapter alone in an empty folder, kernel in a venv without lfd13; its setup cell installs the wheel",
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+            "total_seconds": round(sum(r["seconds"] or 0.0 for r in notebooks.values()), 1),
+        }
+
+    update_results("launch", merged)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results.json"
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import RESULTS, load_results, update_results  # noqa: E402
 TIME_BUDGET_S = 90.0
 # The text chapters load a 22M-parameter encoder and fine-tune it several ways: their
 # issue allows up to 150 s each ("≤ 90 s where possible, never over 150 s").
@@ -134,29 +135,20 @@ def run(path: Path, write: bool) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def load_results() -> dict:
-    if RESULTS.exists():
-        return json.loads(RESULTS.read_text())
-    return {}
-
-
 def save_results(update: dict[str, dict]) -> dict:
-    data = load_results()
-    data.setdefault("notebooks", {}).update(update)
-    for stem, rec in data["notebooks"].items():  # budgets may have changed since older entries were written
+    notebooks = {**load_results().get("notebooks", {}), **update}
+    for stem, rec in notebooks.items():  # budgets may have changed since older entries were written
         judge(stem, rec)
-    total = sum(rec["seconds"] or 0.0 for rec in data["notebooks"].values())
-    data["notebooks_total_seconds"] = round(total, 1)
-    data["machine"] = {
+    update_results("notebooks", notebooks)
+    update_results("notebooks_total_seconds", round(sum(rec["seconds"] or 0.0 for rec in notebooks.values()), 1))
+    update_results("machine", {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "torch_threads": int(os.environ.get("LFD13_NUM_THREADS", "2")),
-    }
-    data["budgets"] = {"notebook_seconds": TIME_BUDGET_S, "notebook_seconds_overrides": TIME_BUDGET_OVERRIDES_S,
-                       "notebook_peak_memory_mb": MEMORY_BUDGET_MB}
-    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return data
+    })
+    return update_results("budgets", {"notebook_seconds": TIME_BUDGET_S, "notebook_seconds_overrides": TIME_BUDGET_OVERRIDES_S,
+                                      "notebook_peak_memory_mb": MEMORY_BUDGET_MB})
 
 
 def main(argv: list[str] | None = None) -> int:
