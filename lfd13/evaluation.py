@@ -28,6 +28,11 @@ from lfd13.runtime import get_device
 from lfd13.sampling import subset_indices
 from lfd13.train import History, Recipe, StepFn, classification_step, train
 
+__all__ = [
+    "PROBE_CS", "Comparison", "FewLabelResult", "TrainTestResult", "accuracy", "accuracy_on", "choose_probe_c",
+    "compare", "extract_features", "few_label_evaluation", "linear_probe", "train_and_test",
+]
+
 
 def accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Fraction of correct predictions.

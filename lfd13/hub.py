@@ -30,6 +30,11 @@ from torch import nn
 
 from lfd13.runtime import IGNORE_INDEX, get_device
 
+__all__ = [
+    "ATTENTION_PROJECTIONS", "attention_projections", "load_causal_lm", "load_clip", "load_mae", "load_masked_lm",
+    "lora_causal_lm", "mae_features", "mae_loss", "sft_batch", "sft_trainer",
+]
+
 
 #: Attention projection names of common causal-LM families (LLaMA, Qwen, Mistral, GPT-2, GPT-NeoX, Falcon).
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "c_attn", "query_key_value", "qkv_proj")

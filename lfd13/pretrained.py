@@ -24,6 +24,8 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from lfd13.runtime import get_device
 
+__all__ = ["DEFAULT_TEXT_ENCODER", "hub_offline", "load_text_encoder", "mean_pool"]
+
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 

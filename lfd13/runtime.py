@@ -20,6 +20,11 @@ import torch
 
 from lfd13.style import use_style
 
+__all__ = [
+    "IGNORE_INDEX", "UnknownPresetError", "get_device", "make_generator", "preset", "seed_everything", "seeded",
+    "setup",
+]
+
 _DEVICES = ("cuda", "mps", "cpu")
 
 #: The label of a position the loss ignores (PyTorch's ``cross_entropy`` default, and every

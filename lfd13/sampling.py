@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["split_indices", "subset_indices"]
+
 
 def subset_indices(labels: torch.Tensor, n_per_class: int | None, *, seed: int) -> torch.Tensor:
     """Indices of ``n_per_class`` examples of every class, drawn at random.

@@ -30,6 +30,11 @@ from typing import Any
 
 import torch
 
+__all__ = [
+    "CHECKPOINT_DIR", "FORMAT", "RESULTS_DIR", "RESULT_FORMAT", "CheckpointInfo", "ResultFile", "extra_file",
+    "load_model", "load_result", "save_model", "save_result", "sha256_file", "shipped_names",
+]
+
 #: Where the package's checkpoints live.
 CHECKPOINT_DIR = Path(str(resources.files("lfd13") / "checkpoints"))
 

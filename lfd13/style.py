@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import matplotlib as mpl
 
+__all__ = ["PALETTE", "STYLE", "use_style"]
+
 #: Colour cycle (Okabe–Ito, readable with colour-vision deficiencies).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 

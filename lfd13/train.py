@@ -41,6 +41,11 @@ from tqdm.auto import tqdm
 
 from lfd13.runtime import get_device
 
+__all__ = [
+    "History", "Recipe", "StepFn", "build_optimizer", "classification_step", "fit", "param_groups",
+    "seconds_per_step", "to_device", "train", "warmup_cosine",
+]
+
 Batch = Union[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]
 StepOutput = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 StepFn = Callable[[nn.Module, Any], StepOutput]

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["SOURCES", "CorpusSplit", "Document", "load_corpus", "load_documents", "split_sentences"]
+
 FILES_DIR = Path(__file__).parent / "files"
 
 #: Corpus sources shipped with lfd13, in a fixed order (file ``<name>.tsv.gz`` in ``FILES_DIR``).

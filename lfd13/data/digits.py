@@ -19,6 +19,8 @@ from sklearn.model_selection import train_test_split
 
 from lfd13.sampling import subset_indices
 
+__all__ = ["NATIVE_SIZE", "NUM_CLASSES", "DigitsSplit", "labelled_subset", "load_digits"]
+
 NUM_CLASSES = 10
 NATIVE_SIZE = 8
 

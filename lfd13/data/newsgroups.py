@@ -31,6 +31,8 @@ import torch
 
 from lfd13.sampling import split_indices, subset_indices
 
+__all__ = ["CLASSES", "SubsetSpec", "TextSplit", "load_newsgroups", "write_subset"]
+
 FILES = Path(__file__).parent / "files"
 #: The four groups, in label order (label i is ``CLASSES[i]``).
 CLASSES: tuple[str, ...] = ("comp.graphics", "rec.autos", "sci.med", "sci.space")
