@@ -18,16 +18,27 @@ import pytest
 from benchmarks.launch import bare_env, build_wheel, chapter_imports, check, kernel_env, launch, setup_cell
 
 # What a chapter needs from the install, in three cells: the setup cell that installs lfd13, every import any
-# chapter makes, and the loaders (every shipped checkpoint and result, read back with its hashes checked, and the
-# pretrained text encoder). The chapters themselves are executed by the chapter checks; this runs in seconds.
-LOADERS = """\
+# chapter makes, and the loaders below. The chapters themselves are executed by the chapter checks.
+# What the chapters load: the data files, every shipped checkpoint and result (each read back by the recreate row
+# that writes it, hashes checked), the MiniLM encoder. Runs in an environment where lfd13 comes from the wheel.
+LOADERS = """
+import pathlib
+import lfd13
 from lfd13 import recreate, shipped
+from lfd13.data import load_corpus, load_digits, load_newsgroups
 from lfd13.pretrained import load_text_encoder
 
+root = pathlib.Path(lfd13.__file__).parent
+assert "site-packages" in root.parts, f"lfd13 imported from {root}, not from the installed wheel"
+assert shipped.CHECKPOINT_DIR.is_relative_to(root) and shipped.RESULTS_DIR.is_relative_to(root)
+load_digits(); load_corpus(); load_newsgroups()  # the shapes are generated: no files
+files = sorted(p.name for d in (shipped.CHECKPOINT_DIR, shipped.RESULTS_DIR) for p in d.iterdir() if p.suffix != ".py")
+claimed = sorted(n for row in recreate.ENTRIES for n in row.files(row.settings))
+assert set(claimed) <= set(files), f"the wheel lacks {sorted(set(claimed) - set(files))}"
 for row in recreate.ENTRIES:
     row.check(checkpoints=shipped.CHECKPOINT_DIR, results=shipped.RESULTS_DIR)
-tokenizer, encoder = load_text_encoder()
-print(f"{len(recreate.ENTRIES)} rows of shipped files and the text encoder loaded")
+tokenizer, encoder = load_text_encoder(device="cpu")
+print("ok", len(claimed), "shipped files", type(encoder).__name__)
 """
 
 
