@@ -4,17 +4,17 @@ SFT is the first of the three steps that turned GPT-3 into InstructGPT/ChatGPT
 (Ouyang et al. 2022): a pre-trained language model is fine-tuned, with the ordinary
 next-token loss, on demonstrations written for prompts. Common practice (Stanford
 Alpaca, TRL's ``completion_only_loss``) scores only the *response*: the prompt's tokens
-get the label ``-100``, which PyTorch's cross-entropy (and every transformers LM head)
-ignores. Shi et al. (2024) report cases where a loss on the instruction too helps;
-:class:`SFTLoss` lets a chapter weight the prompt's terms and choose the normaliser.
+get the label :data:`~lfd13.runtime.IGNORE_INDEX` (-100), which PyTorch's cross-entropy
+(and every transformers LM head) ignores. Shi et al. (2024) report cases where a loss on the
+instruction too helps; :class:`SFTLoss` weights the prompt's terms and chooses the normaliser.
 Steps two and three (a reward model, then PPO) are not reproduced here.
 
-At course scale everything is characters: a tiny ``GPT2LMHeadModel`` (2 layers, width
-128) over :data:`CHARS` is pre-trained on the course's English corpus
-(:func:`corpus_blocks`; ``python -m lfd13.pretrain charlm`` writes the shipped checkpoint
-``gpt-nano-char``), then fine-tuned on generated instructions: ``reverse``, ``upper``,
-``length`` and ``sort`` of a random string of lower-case letters. Exact match on
-*held-out* strings measures what it learned.
+At course scale everything is characters: a tiny ``GPT2LMHeadModel`` (:func:`build_char_gpt`,
+preset ``"gpt-nano-char"``: 2 layers, width 128) over :data:`CHARS` is pre-trained on English
+text cut into windows (:func:`corpus_blocks`; the shipped checkpoint ``gpt-nano-char``, read by
+:func:`load_char_gpt`), then fine-tuned on generated instructions: ``reverse``, ``upper``,
+``length`` and ``sort`` of a random string of lower-case letters. Exact match on *held-out*
+strings (:func:`exact_match`, greedy decoding with transformers' ``generate``) measures what it learned.
 
 Sequences: ``<prompt><response><eos>`` with a prompt such as ``"reverse:abc>"`` and
 the response ``"cba"``. Shapes: B batch, L characters, V vocabulary.
@@ -22,10 +22,9 @@ the response ``"cba"``. Shapes: B batch, L characters, V vocabulary.
 
 from __future__ import annotations
 
-import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,17 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from lfd13 import shipped
-from lfd13.runtime import get_device, seeded
+from lfd13.runtime import IGNORE_INDEX, get_device, preset, seeded
 from lfd13.train import History, Recipe, train, trim_padding
 
-IGNORE_INDEX = -100  # labels with this value are ignored by the loss
+__all__ = [
+    "CHARS", "TASK_CHARS", "TEXT_CHARS", "TASKS", "SEPARATOR", "PROMPT_END", "MIN_LEN", "MAX_LEN",
+    "CharTokenizer", "Example", "make_prompt", "make_examples", "word_of", "encode_examples",
+    "clean_text", "corpus_blocks",
+    "CharGPTConfig", "PRESETS", "build_char_gpt", "CHECKPOINT_KIND", "PRETRAINED", "load_char_gpt",
+    "lm_step", "SFTLoss", "RESPONSE_ONLY", "EVERY_TOKEN", "EVERY_TOKEN_PER_RESPONSE", "sft_step", "sft_data", "train_sft",
+    "generate", "response_scores", "exact_match",
+]  # fmt: skip
 
 #: The instructions and how to carry them out.
 TASKS: dict[str, Callable[[str], str]] = {
@@ -54,7 +60,7 @@ MIN_LEN, MAX_LEN = 3, 8  # letters in the strings the instructions apply to (by 
 TASK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:>"
 #: What English text adds: space and punctuation (see :func:`clean_text`).
 TEXT_CHARS = " .,;!?'\"-()"
-#: The book's character vocabulary, shared by pre-training and SFT.
+#: The character vocabulary shared by pre-training and SFT.
 CHARS = TASK_CHARS + TEXT_CHARS
 #: Typographic characters of the corpus written as their plain equivalents; others outside CHARS are dropped.
 PLAIN = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-", "`": "'"}
@@ -84,14 +90,9 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Characters up to the first ``[EOS]``; padding is skipped."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i != self.pad_id:
-                out.append(self.chars[i - 2])
-        return "".join(out)
+        ids = [int(i) for i in ids]
+        ids = ids[: ids.index(self.eos_id)] if self.eos_id in ids else ids
+        return "".join(self.chars[i - 2] for i in ids if i != self.pad_id)
 
 
 @dataclass(frozen=True)
@@ -113,15 +114,8 @@ def _random_word(rng: random.Random, min_len: int, max_len: int) -> str:
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(min_len, max_len)))
 
 
-def make_examples(
-    n: int,
-    *,
-    seed: int,
-    tasks: Sequence[str] = tuple(TASKS),
-    min_len: int = MIN_LEN,
-    max_len: int = MAX_LEN,
-    exclude: set[str] | frozenset[str] = frozenset(),
-) -> list[Example]:
+def make_examples(n: int, *, seed: int, tasks: Sequence[str] = tuple(TASKS), min_len: int = MIN_LEN, max_len: int = MAX_LEN,
+                  exclude: set[str] | frozenset[str] = frozenset()) -> list[Example]:
     """``n`` random demonstrations, tasks drawn uniformly, on strings of ``min_len``–``max_len`` random letters.
 
     The strings are random letters ("ynbiqp"), not English words; "word" below means such a string.
@@ -158,12 +152,12 @@ def encode_examples(
     Args:
         examples: the demonstrations.
         tokenizer: the character vocabulary.
-        mask_prompt: label the prompt ``-100`` so only the response (and ``[EOS]``) is
+        mask_prompt: label the prompt ``IGNORE_INDEX`` (-100) so only the response (and ``[EOS]``) is
             learned, the common practice for SFT. False scores every token.
 
     Returns:
         ``(input_ids [N, L], attention_mask [N, L], labels [N, L])``; labels equal the ids
-        except ``-100`` on padding and, with ``mask_prompt``, on the prompt. (The LM head
+        except ``IGNORE_INDEX`` on padding and, with ``mask_prompt``, on the prompt. (The LM head
         shifts them by one position itself.)
     """
     seqs, n_prompt = [], []
@@ -215,29 +209,62 @@ def corpus_blocks(
 
 
 @dataclass(frozen=True)
-class TinyGPTConfig:
-    """A GPT-2 of course size."""
+class CharGPTConfig:
+    """A GPT-2 of course size over a character vocabulary."""
 
+    chars: str = CHARS  # the vocabulary's characters (ids 2, 3, …; see CharTokenizer)
     n_layer: int = 2  # transformer blocks
     n_embd: int = 128  # width
     n_head: int = 4  # attention heads
     n_positions: int = 32  # longest sequence (prompt + response + [EOS]; the pre-training window)
 
 
-def tiny_gpt(tokenizer: CharTokenizer, config: TinyGPTConfig = TinyGPTConfig(), *, seed: int = 0) -> GPT2LMHeadModel:
-    """A randomly initialised ``GPT2LMHeadModel`` over the character vocabulary (GPT-2's dropout 0.1)."""
-    gpt_config = GPT2Config(
-        vocab_size=tokenizer.vocab_size,
-        n_positions=config.n_positions,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        bos_token_id=tokenizer.eos_id,
-        eos_token_id=tokenizer.eos_id,
-        pad_token_id=tokenizer.pad_id,
-    )
+#: Named configurations: the shipped model's, and a smaller one for tests and smoke runs.
+PRESETS: dict[str, CharGPTConfig] = {
+    "gpt-nano-char": CharGPTConfig(),
+    "gpt-pico-char": CharGPTConfig(n_layer=1, n_embd=16, n_head=2),
+}
+
+
+def build_char_gpt(config: CharGPTConfig | str = "gpt-nano-char", *, seed: int, **overrides: Any) -> GPT2LMHeadModel:
+    """A randomly initialised ``GPT2LMHeadModel`` over ``config.chars`` (GPT-2's dropout 0.1), in eval mode.
+
+    Args:
+        config: a :class:`CharGPTConfig` or the name of one in :data:`PRESETS`.
+        seed: seeds the initialisation.
+        overrides: fields of the config to replace (e.g. ``n_positions=64``).
+
+    ``[PAD]`` and ``[EOS]`` get the ids of :class:`CharTokenizer`; ``[EOS]`` also starts a text.
+    """
+    config = preset(PRESETS, config, what="character GPT", **overrides) if isinstance(config, str) else replace(config, **overrides)
+    gpt_config = GPT2Config(vocab_size=CharTokenizer(config.chars).vocab_size, n_positions=config.n_positions,
+                            n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head,
+                            bos_token_id=CharTokenizer.eos_id, eos_token_id=CharTokenizer.eos_id,
+                            pad_token_id=CharTokenizer.pad_id)
     with seeded(seed):
         return GPT2LMHeadModel(gpt_config).eval()
+
+
+#: The ``kind`` of a character GPT's checkpoint (its JSON's ``config`` holds the :class:`CharGPTConfig` fields).
+CHECKPOINT_KIND = "sft"
+#: The shipped character GPT-2, pre-trained on the course corpus.
+PRETRAINED = "gpt-nano-char"
+
+
+def load_char_gpt(
+    name_or_path: str | Path = PRETRAINED, *, directory: Path | str | None = None
+) -> tuple[GPT2LMHeadModel, CharTokenizer, shipped.CheckpointInfo]:
+    """Load a character GPT-2 checkpoint (default: the shipped ``gpt-nano-char``) after checking its sha256.
+
+    Returns:
+        ``(model on the CPU in eval mode, its tokenizer, info)``; ``info.result`` holds what its pre-training measured.
+    """
+
+    def build(info: shipped.CheckpointInfo, folder: Path) -> GPT2LMHeadModel:
+        return build_char_gpt(CharGPTConfig(**info.config), seed=0)
+
+    model, info = shipped.load_model(name_or_path, kind=CHECKPOINT_KIND, build=build, directory=directory)
+    return model, CharTokenizer(info.config["chars"]), info
 
 
 def lm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -282,7 +309,7 @@ def sft_step(
 
     Args:
         batch: ``(input_ids [B, L], attention_mask [B, L], labels [B, L], response [B, L])``; ``labels``
-            is ``-100`` on padding only, ``response`` is True where the label belongs to the response
+            is ``IGNORE_INDEX`` on padding only, ``response`` is True where the label belongs to the response
             (its characters and ``[EOS]``), as :func:`sft_data` builds it.
 
     Returns:
@@ -311,24 +338,10 @@ def sft_data(examples: Sequence[Example], tokenizer: CharTokenizer) -> tuple[tor
     return ids, mask, labels, response_labels != IGNORE_INDEX
 
 
-#: The SFT recipe of the book (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`), and one for tests.
-SFT_DEMO = Recipe(steps=500, lr=3e-3, batch_size=64, weight_decay=0.01, warmup=50, betas=(0.9, 0.98), max_grad_norm=1.0)
-SFT_TINY = Recipe(steps=5, lr=3e-3, batch_size=8, weight_decay=0.01, warmup=1, betas=(0.9, 0.98), max_grad_norm=1.0)
-#: Generated demonstrations in the book's SFT runs: training, validation (curves), test (final scores).
-N_TRAIN, N_VALIDATION, N_TEST = 20_000, 200, 400
-
-
 def train_sft(
-    model: GPT2LMHeadModel,
-    examples: Sequence[Example],
-    tokenizer: CharTokenizer,
-    recipe: Recipe = SFT_DEMO,
-    *,
-    loss: SFTLoss = RESPONSE_ONLY,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
-    eval_every: int | None = None,
+    model: GPT2LMHeadModel, examples: Sequence[Example], tokenizer: CharTokenizer, recipe: Recipe, *,
+    loss: SFTLoss = RESPONSE_ONLY, seed: int = 0, device: torch.device | str | None = None,
+    evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None, eval_every: int | None = None,
     progress: bool | None = None,
 ) -> History:
     """Supervised fine-tuning of ``model`` on demonstrations with :func:`lfd13.train.train` and :func:`sft_step`.
@@ -352,103 +365,15 @@ def train_sft(
                  progress=progress, desc="SFT")
 
 
-def chapter_data() -> tuple[list[Example], list[Example], list[Example]]:
-    """The chapter's ``(train, validation, test)`` demonstrations; no string of the last two occurs in training."""
-    test = make_examples(N_TEST, seed=1000)
-    validation = make_examples(N_VALIDATION, seed=2000)
-    held_out = {word_of(e) for e in test + validation}
-    return make_examples(N_TRAIN, seed=0, exclude=held_out), validation, test
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One configuration of the chapter's SFT comparison."""
-
-    name: str  # as the tables and plots label it
-    pretrained: bool  # start from the shipped pre-trained model (True) or from a random initialisation
-    loss: SFTLoss  # which tokens are scored
-
-
-#: The chapter's comparison: pre-trained vs from scratch; response only vs every token, normalised two ways.
-ARMS = (
-    Arm("pre-trained, response only", True, RESPONSE_ONLY),
-    Arm("from scratch, response only", False, RESPONSE_ONLY),
-    Arm("pre-trained, every token", True, EVERY_TOKEN),
-    Arm("pre-trained, every token, / response tokens", True, EVERY_TOKEN_PER_RESPONSE),
-)
-SEEDS = (0, 1, 2)  # SFT seeds of the recorded comparison
-EVAL_EVERY = 50  # steps between exact-match evaluations on the validation prompts
-
-
-def run_arm(
-    arm: Arm, data: tuple[Sequence[Example], Sequence[Example], Sequence[Example]], recipe: Recipe = SFT_DEMO, *,
-    seed: int, device: torch.device | str | None = None, progress: bool | None = None, directory: Path | str | None = None,
-) -> tuple[GPT2LMHeadModel, History, dict[str, float]]:
-    """Fine-tune one arm: the shipped pre-trained model (or a fresh one, initialised with ``seed``) with ``arm.loss``.
-
-    Args:
-        data: ``(train, validation, test)`` as :func:`chapter_data` returns them.
-        seed: seeds the batch order and dropout (and the initialisation from scratch).
-        directory: where the pre-trained checkpoint lies (default: the package's).
-
-    Returns:
-        ``(model, history, scores)``: the history holds exact match on the validation prompts every
-        :data:`EVAL_EVERY` steps (``evals["exact"]``); ``scores`` is :func:`exact_match` on the test
-        prompts plus ``response_accuracy`` and ``response_loss`` from :func:`response_scores`.
-    """
-    train_set, validation, test = data
-    if arm.pretrained:
-        model, tokenizer, _ = load_checkpoint(directory=directory)
-    else:
-        tokenizer = CharTokenizer()
-        model = tiny_gpt(tokenizer, seed=seed)
-
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        return {"exact": exact_match(m, validation, tokenizer, device=device)["all"]}
-
-    history = train_sft(model, train_set, tokenizer, recipe, loss=arm.loss, seed=seed, device=device, evaluate=evaluate,
-                        eval_every=EVAL_EVERY, progress=progress)
-    teacher_forced = response_scores(model, test, tokenizer, device=device)
-    scores = exact_match(model, test, tokenizer, device=device)
-    scores |= {"response_accuracy": teacher_forced["accuracy"], "response_loss": teacher_forced["loss"]}
-    return model, history, scores
-
-
 @torch.no_grad()
-def held_out_loss(
-    model: GPT2LMHeadModel, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, batch_size: int = 256,
-    device: torch.device | str | None = None,
-) -> float:
-    """Mean next-token cross-entropy (nats per character) over the labelled positions of ``data`` (eval mode)."""
-    device = torch.device(device) if device is not None else get_device()
-    model.to(device).eval()
-    total, count = 0.0, 0
-    for i in range(0, len(data[0]), batch_size):
-        ids, mask, labels = (t[i : i + batch_size].to(device) for t in data)
-        n = int((labels[:, 1:] != IGNORE_INDEX).sum())
-        total += float(model(input_ids=ids, attention_mask=mask, labels=labels).loss) * n
-        count += n
-    return total / count
+def generate(model: GPT2LMHeadModel, prompts: Sequence[str], tokenizer: CharTokenizer, *, max_new_tokens: int = 10,
+             device: torch.device | str | None = None) -> list[str]:
+    """Greedy decoding with transformers' ``model.generate``: the most likely next character until ``[EOS]``.
 
-
-# transformers 5 renamed the key-value cache argument (and output) past_key_values -> cache
-_CACHE_ARG = "cache" if "cache" in inspect.signature(GPT2LMHeadModel.forward).parameters else "past_key_values"
-
-
-@torch.no_grad()
-def generate(
-    model: GPT2LMHeadModel,
-    prompts: Sequence[str],
-    tokenizer: CharTokenizer,
-    *,
-    max_new_tokens: int = 10,
-    device: torch.device | str | None = None,
-) -> list[str]:
-    """Greedy decoding: the most likely next character until ``[EOS]`` or ``max_new_tokens``.
-
-    Prompts are left-padded into one batch; position ids count from each prompt's first
-    real character, as in training. The keys and values of earlier positions are cached,
-    so each new character costs one position's forward pass.
+    Prompts are left-padded into one batch (``generate`` counts each prompt's positions from its
+    first real character, as in training); ``[PAD]`` is never generated. At most
+    ``max_new_tokens`` characters, fewer where the prompt and the response would exceed the
+    model's ``n_positions``.
 
     Returns:
         One response per prompt (the generated characters, without the prompt and ``[EOS]``).
@@ -457,32 +382,18 @@ def generate(
     model.to(device).eval()
     encoded = [tokenizer.encode(p) for p in prompts]
     width = max(len(e) for e in encoded)
-    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)
+    ids = torch.full((len(encoded), width), tokenizer.pad_id, dtype=torch.long)  # (B, L), left-padded
     mask = torch.zeros_like(ids)
     for i, e in enumerate(encoded):
         ids[i, width - len(e) :] = torch.tensor(e)
         mask[i, width - len(e) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, L)
-    done = torch.zeros(len(encoded), dtype=torch.bool, device=device)
-    out = []
-    step_ids, past = ids, None
-    for _ in range(min(max_new_tokens, model.config.n_positions - width)):
-        result = model(input_ids=step_ids, attention_mask=mask, position_ids=positions[:, -step_ids.shape[1] :],
-                       use_cache=True, **{_CACHE_ARG: past})
-        logits, past = result.logits[:, -1], result[_CACHE_ARG]  # (B, V)
-        logits[:, tokenizer.pad_id] = float("-inf")
-        nxt = logits.argmax(-1).masked_fill(done, tokenizer.pad_id)
-        out.append(nxt)
-        mask = torch.cat([mask, (~done).long()[:, None]], 1)
-        positions = torch.cat([positions, positions[:, -1:] + 1], 1)
-        done |= nxt == tokenizer.eos_id
-        step_ids = nxt[:, None]
-        if bool(done.all()):
-            break
-    if not out:
+    budget = min(max_new_tokens, model.config.n_positions - width)
+    if budget <= 0:
         return [""] * len(encoded)
-    return [tokenizer.decode(row.tolist()) for row in torch.stack(out, 1).cpu()]
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False, num_beams=1,
+                         max_new_tokens=budget, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
+                         suppress_tokens=[tokenizer.pad_id])  # (B, L + new)
+    return [tokenizer.decode(row) for row in out[:, width:].tolist()]
 
 
 @torch.no_grad()
@@ -515,14 +426,8 @@ def response_scores(
     return {"accuracy": hits / count, "loss": nll / count}
 
 
-def exact_match(
-    model: GPT2LMHeadModel,
-    examples: Sequence[Example],
-    tokenizer: CharTokenizer,
-    *,
-    batch_size: int = 500,
-    device: torch.device | str | None = None,
-) -> dict[str, float]:
+def exact_match(model: GPT2LMHeadModel, examples: Sequence[Example], tokenizer: CharTokenizer, *, batch_size: int = 500,
+                device: torch.device | str | None = None) -> dict[str, float]:
     """Share of examples whose greedy response equals the reference exactly, overall and per task.
 
     Returns:
@@ -538,36 +443,3 @@ def exact_match(
             hits.setdefault(ex.prompt.split(SEPARATOR, 1)[0], []).append(out == ex.response)
     every = [h for v in hits.values() for h in v]
     return {"all": sum(every) / len(every), **{t: sum(v) / len(v) for t, v in sorted(hits.items())}}
-
-
-# ----------------------------------------------------------------------------- the shipped pre-trained model
-
-#: The shipped character GPT-2 pre-trained on the course corpus, and the command that recreates it.
-PRETRAINED = "gpt-nano-char"
-RECREATE = "python -m lfd13.pretrain charlm"
-
-
-def save_checkpoint(
-    model: GPT2LMHeadModel, tokenizer: CharTokenizer, name: str = PRETRAINED, *, recipe: dict[str, Any],
-    result: dict[str, Any], command: str = RECREATE, directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
-    """Save the weights and ``config`` (the :class:`TinyGPTConfig` fields and the vocabulary) as checkpoint ``name``."""
-    c = model.config
-    config = {"chars": tokenizer.chars, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head, "n_positions": c.n_positions}
-    return shipped.save(name, model.state_dict(), kind="sft", command=command, config=config, recipe=recipe,
-                        result=result, directory=directory)
-
-
-def load_checkpoint(
-    name_or_path: str | Path = PRETRAINED, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> tuple[GPT2LMHeadModel, CharTokenizer, shipped.CheckpointInfo]:
-    """Load a character GPT-2 checkpoint (default: the shipped ``gpt-nano-char``) after checking its sha256.
-
-    Returns:
-        ``(model in eval mode, its tokenizer, info)``; ``info.result`` holds what its pre-training measured.
-    """
-    state, info = shipped.load(name_or_path, kind="sft", command=RECREATE, directory=directory)
-    tokenizer = CharTokenizer(info.config["chars"])
-    config = TinyGPTConfig(**{f.name: info.config[f.name] for f in fields(TinyGPTConfig)})
-    model = shipped.load_weights(tiny_gpt(tokenizer, config, seed=0), state, info)
-    return model.to(device or "cpu").eval(), tokenizer, info

@@ -1,11 +1,13 @@
-"""Tests for lfd13.sft: demonstrations, prompt masking and weighting, corpus windows, the tiny GPT-2, generation,
-exact match and the shipped pre-trained checkpoint."""
+"""Tests for lfd13.sft: demonstrations, prompt masking and weighting, corpus windows, the character GPT-2, generation
+(transformers' ``generate`` against a plain greedy loop), exact match, and the shipped pre-trained model."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lfd13 import sft
+from lfd13.experiments import charlm_pretraining
+from lfd13.runtime import IGNORE_INDEX, UnknownPresetError
 from lfd13.train import Recipe
 
 
@@ -58,34 +60,34 @@ def test_prompt_masking(tok):
     ids, mask, labels = sft.encode_examples(exs, tok, mask_prompt=True)
     assert ids.shape == mask.shape == labels.shape == (2, 14)
     # first example: 9 prompt characters, "AB", [EOS], then padding
-    assert (labels[0, :9] == sft.IGNORE_INDEX).all()
+    assert (labels[0, :9] == IGNORE_INDEX).all()
     assert labels[0, 9:12].tolist() == tok.encode("AB") + [tok.eos_id]
-    assert (labels[0, 12:] == sft.IGNORE_INDEX).all() and mask[0].sum() == 12
+    assert (labels[0, 12:] == IGNORE_INDEX).all() and mask[0].sum() == 12
     _, _, full = sft.encode_examples(exs, tok, mask_prompt=False)
-    assert full[0, :12].tolist() == ids[0, :12].tolist() and (full[0, 12:] == sft.IGNORE_INDEX).all()
+    assert full[0, :12].tolist() == ids[0, :12].tolist() and (full[0, 12:] == IGNORE_INDEX).all()
     # only response tokens are scored: the library loss equals cross-entropy on those positions
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0)
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0)
     loss = sft.lm_step(model, (ids, mask, labels))
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     target = labels[:, 1:]
-    ref = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=sft.IGNORE_INDEX)
+    ref = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)
     torch.testing.assert_close(loss, ref)
 
 
 def test_sft_loss_weightings_agree_with_the_library_loss(tok):
     exs = [sft.Example("upper:ab>", "AB"), sft.Example("length:abcd>", "4"), sft.Example("sort:cab>", "abc")]
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0).eval()
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0).eval()
     data = sft.sft_data(exs, tok)
     ids, mask, labels, response = data
     _, _, masked = sft.encode_examples(exs, tok, mask_prompt=True)
-    assert torch.equal(response, masked != sft.IGNORE_INDEX) and torch.equal(labels, sft.encode_examples(exs, tok, mask_prompt=False)[2])
+    assert torch.equal(response, masked != IGNORE_INDEX) and torch.equal(labels, sft.encode_examples(exs, tok, mask_prompt=False)[2])
     hf_response = sft.lm_step(model, (ids, mask, masked))
     hf_every = sft.lm_step(model, (ids, mask, labels))
     out = {name: sft.sft_step(model, data, loss=loss) for name, loss in
            [("resp", sft.RESPONSE_ONLY), ("every", sft.EVERY_TOKEN), ("per_resp", sft.EVERY_TOKEN_PER_RESPONSE)]}
     torch.testing.assert_close(out["resp"]["loss"], hf_response)  # response only = the LM head's loss on masked labels
     torch.testing.assert_close(out["every"]["loss"], hf_every)  # every token, mean = the LM head's loss on all labels
-    n_scored, n_response = int((labels[:, 1:] != -100).sum()), int(response[:, 1:].sum())
+    n_scored, n_response = int((labels[:, 1:] != IGNORE_INDEX).sum()), int(response[:, 1:].sum())
     assert n_response == 3 + 2 + 4  # each response and its [EOS]
     torch.testing.assert_close(out["per_resp"]["loss"], hf_every * n_scored / n_response)
     for o in out.values():  # the logged means do not depend on the weighting
@@ -101,8 +103,8 @@ def test_sft_loss_weightings_agree_with_the_library_loss(tok):
 
 def test_held_out_loss(tok):
     data = sft.corpus_blocks(["the cat sat on the mat. " * 8], tok, block=12)
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=12), seed=0)
-    torch.testing.assert_close(sft.held_out_loss(model, data, batch_size=3, device="cpu"), float(sft.lm_step(model, data).detach()))
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=12), seed=0)
+    torch.testing.assert_close(charlm_pretraining.held_out_loss(model, data, batch_size=3, device="cpu"), float(sft.lm_step(model, data).detach()))
 
 
 def test_lm_step_drops_unused_padding(tok):
@@ -110,66 +112,83 @@ def test_lm_step_drops_unused_padding(tok):
     exs = [sft.Example("upper:ab>", "AB"), sft.Example("sort:cab>", "abc")]
     ids, mask, labels = sft.encode_examples(exs, tok, mask_prompt=True)
     extra = 9
-    wide = (F.pad(ids, (0, extra), value=tok.pad_id), F.pad(mask, (0, extra)), F.pad(labels, (0, extra), value=sft.IGNORE_INDEX))
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0)
+    wide = (F.pad(ids, (0, extra), value=tok.pad_id), F.pad(mask, (0, extra)), F.pad(labels, (0, extra), value=IGNORE_INDEX))
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=0)
     torch.testing.assert_close(sft.lm_step(model, wide), sft.lm_step(model, (ids, mask, labels)))
 
 
-def test_tiny_gpt_config(tok):
-    model = sft.tiny_gpt(tok, seed=0)
+def test_build_char_gpt_presets_and_seed(tok):
+    model = sft.build_char_gpt("gpt-nano-char", seed=0)
     assert model.config.n_layer == 2 and model.config.n_embd == 128 and model.config.vocab_size == tok.vocab_size
-    again = sft.tiny_gpt(tok, seed=0)
+    assert (model.config.eos_token_id, model.config.pad_token_id) == (tok.eos_id, tok.pad_id)
+    again, other = sft.build_char_gpt(seed=0), sft.build_char_gpt(seed=1)
     torch.testing.assert_close(model.transformer.wte.weight, again.transformer.wte.weight)
+    assert not torch.equal(model.transformer.wte.weight, other.transformer.wte.weight)
+    assert sft.build_char_gpt("gpt-pico-char", seed=0, n_positions=12).config.n_positions == 12
+    assert sft.build_char_gpt(sft.CharGPTConfig(chars="ab"), seed=0).config.vocab_size == 4
+    with pytest.raises(UnknownPresetError, match="gpt-nano-char"):
+        sft.build_char_gpt("gpt-huge-char", seed=0)
 
 
-def test_generation_matches_unpadded_greedy(tok):
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=32, n_head=2), seed=3)
-    prompts = ["sort:ab>", "reverse:abcdefg>"]
-    batched = sft.generate(model, prompts, tok, max_new_tokens=5, device="cpu")
-    for prompt, out in zip(prompts, batched):
-        ids = torch.tensor([tok.encode(prompt)])
-        chars = []
-        for _ in range(5):
-            logits = model(input_ids=ids).logits[0, -1]
-            logits[tok.pad_id] = float("-inf")
-            nxt = int(logits.argmax())
-            if nxt == tok.eos_id:
-                break
-            chars.append(tok.decode([nxt]))
-            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
-        assert out == "".join(chars)
+def _greedy_one_by_one(model, prompt, tok, max_new_tokens):
+    """The reference: one prompt, no padding, no cache; the most likely character except [PAD], until [EOS]."""
+    ids = torch.tensor([tok.encode(prompt)])
+    chars = []
+    for _ in range(min(max_new_tokens, model.config.n_positions - ids.shape[1])):
+        logits = model(input_ids=ids).logits[0, -1]
+        logits[tok.pad_id] = float("-inf")
+        nxt = int(logits.argmax())
+        if nxt == tok.eos_id:
+            break
+        chars.append(tok.decode([nxt]))
+        ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    return "".join(chars)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_generation_matches_unpadded_greedy(tok, seed):
+    # a left-padded batch of prompts of different lengths gives what each prompt alone gives
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=32, n_head=2, n_positions=24), seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # larger weights than GPT-2's init, so that the output depends on the context
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3, generator=gen)
+        # [PAD] would win wherever "a" does: only its suppression keeps it out of the answers
+        model.transformer.wte.weight[tok.pad_id] = 1.2 * model.transformer.wte.weight[tok.encode("a")[0]]
+    prompts = ["sort:ab>", "reverse:abcdefg>", "upper:x>", "length:abcd>"]
+    batched = sft.generate(model, prompts, tok, max_new_tokens=6, device="cpu")
+    assert batched == [_greedy_one_by_one(model, p, tok, 6) for p in prompts]
+    # the positions run out: 21 prompt characters leave 3, 24 leave none
+    assert sft.generate(model, ["length:abcdefghijklm>"], tok, device="cpu") == [_greedy_one_by_one(model, "length:abcdefghijklm>", tok, 3)]
+    assert sft.generate(model, ["length:abcdefghijklmnop>"], tok, device="cpu") == [""]
 
 
 def test_training_learns_and_exact_match(tok):
     config = Recipe(steps=40, lr=3e-3, batch_size=32, warmup=5, weight_decay=0.01, betas=(0.9, 0.98), max_grad_norm=1.0)
     exs = sft.make_examples(256, seed=0, tasks=("upper",), min_len=2, max_len=3)
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
+    model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
     evaluate = lambda m: {"exact": sft.exact_match(m, exs[:20], tok, device="cpu")["all"]}  # noqa: E731
     history = sft.train_sft(model, exs, tok, config, seed=0, device="cpu", evaluate=evaluate, eval_every=20)
     assert history.last("loss", 5) < history["loss"][0] - 1.0  # from ~ln V towards the letters' entropy
     assert history["loss"] == history["response_loss"] and [s for s, _ in history.evals["exact"]] == [20, 40]
     scores = sft.exact_match(model, exs[:20], tok, device="cpu")
     outputs = sft.generate(model, [e.prompt for e in exs[:20]], tok, device="cpu")
+    # the trained model ends its answers with [EOS]: generate stops there, as the plain greedy loop does
+    assert outputs == [_greedy_one_by_one(model, e.prompt, tok, 10) for e in exs[:20]]
+    assert any(len(o) < 10 for o in outputs)
     assert set(scores) == {"all", "upper"}
     assert scores["all"] == scores["upper"] == sum(o == e.response for o, e in zip(outputs, exs[:20])) / 20
     perfect = sft.exact_match(model, [sft.Example(e.prompt, r) for e, r in
                                       zip(exs[:20], sft.generate(model, [e.prompt for e in exs[:20]], tok, device="cpu"))], tok, device="cpu")
     assert perfect["all"] == 1.0
     with pytest.raises(ValueError, match="n_positions"):
-        sft.train_sft(sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=4)), exs, tok, sft.SFT_TINY)
+        sft.train_sft(sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=4), seed=0), exs, tok, Recipe(steps=2, lr=1e-3, batch_size=8))
 
 
-def test_checkpoint_round_trip(tok, tmp_path):
-    model = sft.tiny_gpt(tok, sft.TinyGPTConfig(n_layer=1, n_embd=16, n_head=2), seed=1)
-    info = sft.save_checkpoint(model, tok, "gpt-test", recipe={"steps": 0}, result={"held_out_loss": 1.0}, directory=tmp_path)
-    assert info.kind == "sft" and info.config["chars"] == tok.chars and info.command == sft.RECREATE
-    again, tok2, info2 = sft.load_checkpoint("gpt-test", directory=tmp_path)
-    assert tok2.chars == tok.chars and again.config.n_layer == 1 and info2.result == {"held_out_loss": 1.0}
-    torch.testing.assert_close(again.transformer.wte.weight, model.transformer.wte.weight)
-
-
-def test_shipped_pretrained_model():
-    model, tokenizer, info = sft.load_checkpoint(device="cpu")
-    assert info.name == sft.PRETRAINED and info.command == sft.RECREATE and tokenizer.chars == sft.CHARS
-    assert info.result["held_out_bits_per_char"] < info.result["unigram_bits_per_char"]
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in sft.tiny_gpt(tokenizer).parameters())
+def test_shipped_pretrained_model(tok):
+    model, tokenizer, info = sft.load_char_gpt()
+    assert info.name == sft.PRETRAINED and tokenizer.chars == sft.CHARS
+    measured = charlm_pretraining.load()
+    assert measured.held_out_bits_per_char < measured.unigram_bits_per_char  # it learnt more than character frequencies
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in sft.build_char_gpt(seed=0).parameters())
