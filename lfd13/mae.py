@@ -24,25 +24,29 @@ Mask convention (MAE's): ``mask`` [B, L] with 0 = kept (visible), 1 = removed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from lfd13 import shipped
-from lfd13.data import DigitsSplit, load_digits
-from lfd13.evaluation import (FewLabelResult, TrainTestResult, extract_features, few_label_evaluation, linear_probe,
-                              train_and_test)
-from lfd13.pretext import SCRATCH_RECIPE, scratch_cnn
-from lfd13.runtime import seeded
-from lfd13.sampling import split_indices
-from lfd13.train import Recipe
+from lfd13.runtime import preset, seeded
+
+__all__ = [
+    "MAEClassifier",
+    "MAEConfig",
+    "MAEOutput",
+    "KIND",
+    "MaskedAutoencoder",
+    "PRESETS",
+    "build_mae",
+    "load_mae",
+    "mae_config",
+    "mae_step",
+]
 
 
 @dataclass(frozen=True)
@@ -114,16 +118,18 @@ class MAEConfig:
 PRESETS: dict[str, MAEConfig] = {
     # unit tests: 8×8 digits, 16 patches, one narrow block
     "mae-nano": MAEConfig(image_size=8, patch_size=2, width=16, depth=1, heads=2, decoder_width=16, decoder_heads=2),
-    # the chapter's model: 16×16 digits, 64 patches of 2×2, width 64, depth 2, 1-block decoder
+    # the digits model: 16×16 digits, 64 patches of 2×2, width 64, depth 2, 1-block decoder
     "mae-digits": MAEConfig(),
 }
 
 
 def mae_config(name: str = "mae-digits", **overrides: Any) -> MAEConfig:
-    """A named preset, optionally with some fields replaced (e.g. ``mask_ratio=0.5``)."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown MAE preset {name!r}; choose one of {sorted(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+    """A named preset of :data:`PRESETS`, optionally with some fields replaced (e.g. ``mask_ratio=0.5``).
+
+    Raises:
+        lfd13.runtime.UnknownPresetError: ``name`` is not a preset; the message lists them.
+    """
+    return preset(PRESETS, name, what="MAE", **overrides)
 
 
 class MAEOutput(NamedTuple):
@@ -346,38 +352,6 @@ def mae_step(
     return model(batch[0], generator=generator).loss
 
 
-def all_patches_step(
-    model: MaskedAutoencoder, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Step function for the SimMIM/BEiT-style baseline (encoder on all patches)."""
-    return model.forward_all_patches(batch[0], generator=generator).loss
-
-
-def plateau_exit_step(loss_per_window: Sequence[float], baseline: float, *, margin: float = 0.9, window: int = 50) -> int | None:
-    """The step at which a pre-training run left the mean-image plateau, from its recorded loss.
-
-    An MAE first learns to predict the mean training image and sits at that error (``baseline``)
-    before it learns to use the visible patches. The run counts as off the plateau at the end of
-    the first window whose mean loss is below ``margin · baseline``.
-
-    Args:
-        loss_per_window: the run's loss averaged over consecutive windows of ``window`` steps
-            (a shipped checkpoint's ``result["loss_per_50_steps"]``).
-        baseline: the plateau's loss, e.g. the MSE of predicting every pixel's training mean.
-        margin: how far below the baseline counts as having left it (0.9: ten per cent below).
-        window: steps per entry of ``loss_per_window``.
-
-    Returns:
-        The step (a multiple of ``window``), or ``None`` when the run never got below the margin.
-    """
-    if baseline <= 0 or not 0 < margin <= 1 or window < 1:
-        raise ValueError(f"need baseline > 0, 0 < margin <= 1 and window >= 1, got {baseline}, {margin}, {window}")
-    for i, loss in enumerate(loss_per_window):
-        if loss < margin * baseline:
-            return window * (i + 1)
-    return None
-
-
 def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overrides: Any) -> MaskedAutoencoder:
     """A freshly initialised MAE; the same ``seed`` gives the same weights."""
     cfg = mae_config(config, **overrides) if isinstance(config, str) else replace(config, **overrides)
@@ -386,100 +360,14 @@ def build_mae(config: MAEConfig | str = "mae-digits", *, seed: int = 0, **overri
 
 
 # ----------------------------------------------------------------- checkpoints
-#: The command that (re)creates the shipped MAE checkpoints.
-RECREATE = "python -m lfd13.pretrain mae"
+#: The ``kind`` written into an MAE checkpoint's JSON (see :mod:`lfd13.shipped`).
+KIND = "mae"
 
 
-def save_checkpoint(
-    model: MaskedAutoencoder, name: str, *, recipe: dict[str, Any], result: dict[str, Any], command: str = RECREATE,
-    directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
-    """Save weights and config + recipe + result + sha256 as the checkpoint ``name`` (see :mod:`lfd13.shipped`)."""
-    return shipped.save(name, model.state_dict(), kind="mae", command=command, config=asdict(model.config), recipe=recipe,
-                        result=result, directory=directory)
+def load_mae(name_or_path: str | Path, directory: Path | str | None = None) -> tuple[MaskedAutoencoder, shipped.CheckpointInfo]:
+    """Load an MAE checkpoint (e.g. ``"mae_digits"``) after checking its sha256: ``(model on the CPU in eval mode, info)``.
 
-
-def load_checkpoint(
-    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> tuple[MaskedAutoencoder, shipped.CheckpointInfo]:
-    """Load an MAE checkpoint (e.g. ``"mae_digits"``) after checking its sha256.
-
-    Args:
-        name_or_path: a shipped name (``"mae_digits"``) or a path to its ``.json`` / ``.safetensors``.
-        device: where to put the model (default: CPU).
-        directory: where to look for a name (default: the package's checkpoints).
-
-    Returns:
-        ``(model in eval mode, info)``; ``info`` holds the config, the recipe, the result and the hashes.
+    ``directory``: where to look for a name (default: the package's checkpoints).
     """
-    state, info = shipped.load(name_or_path, kind="mae", command=RECREATE, directory=directory)
-    model = shipped.load_weights(MaskedAutoencoder(MAEConfig(**info.config)), state, info)
-    return model.to(device or "cpu").eval(), info
-
-
-# ----------------------------------------------------------------- fine-tuning comparison
-#: Chapter 3's fine-tuning comparison: labelled and validation images per class, the longest run
-#: (steps) and the validation period; each arm keeps its weights of best validation accuracy.
-FT_N_PER_CLASS, FT_N_VAL, FT_STEPS, FT_EVAL_EVERY = 10, 10, 160, 20
-
-#: The draws of labelled images (the same as the chapter's probes at 10 labels per class).
-FT_SEEDS = (0, 1, 2)
-
-#: The recipe of both transformer arms; the CNN keeps Chapter 1's (:data:`lfd13.pretext.SCRATCH_RECIPE`).
-FT_RECIPE = Recipe(steps=FT_STEPS, lr=2e-3, batch_size=25, weight_decay=0.05, warmup=10)
-
-#: The arms, in the chapter's order.
-FT_ARMS = ("Chapter 1's CNN, from scratch", "transformer, from scratch", "transformer, from MAE")
-
-#: The command that records the comparison in ``mae_digits``'s JSON (``result["finetune_comparison"]``) and
-#: the sweep's probes in each ``mae_digits_ratio*`` JSON (``result["cls_probe"]``).
-RECORD = "python -m lfd13.pretrain mae-record"
-
-
-def finetune_arm(
-    arm: str, seed: int, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> TrainTestResult:
-    """Train one arm of Chapter 3's fine-tuning comparison on draw ``seed``; test its best validation weights.
-
-    - ``"Chapter 1's CNN, from scratch"``: :func:`lfd13.pretext.scratch_cnn` on the 8×8 digits;
-    - ``"transformer, from scratch"``: the MAE encoder's architecture, randomly initialised;
-    - ``"transformer, from MAE"``: the shipped ``mae_digits`` encoder.
-
-    The transformers get a linear head on the mean of the patch tokens (:class:`MAEClassifier`)
-    on the 16×16 digits. Every arm trains on the same :data:`FT_N_PER_CLASS` labelled images per
-    class, is scored on :data:`FT_N_VAL` further ones every :data:`FT_EVAL_EVERY` steps, and keeps
-    the best (:func:`lfd13.evaluation.train_and_test`); ``seed`` draws the images, the head and the batch order.
-    """
-    if arm not in FT_ARMS:
-        raise ValueError(f"unknown arm {arm!r}; the arms are {FT_ARMS}")
-    digits = load_digits(size=16)
-    if arm == FT_ARMS[0]:
-        data, model, recipe = load_digits(), scratch_cnn(seed=seed), replace(SCRATCH_RECIPE, steps=FT_STEPS)
-    else:
-        encoder = build_mae("mae-digits", seed=0) if arm == FT_ARMS[1] else load_checkpoint("mae_digits", directory=directory)[0]
-        with seeded(seed):  # the head's initialisation
-            model = MAEClassifier(encoder, num_classes=10)
-        data, recipe = digits, FT_RECIPE
-    assert torch.equal(data.y_train, digits.y_train)  # same split, same order: index i is the same image at both sizes
-    train_i, val_i = split_indices(digits.y_train, FT_N_PER_CLASS, FT_N_VAL, seed=seed)
-    return train_and_test(model, (data.x_train[train_i], data.y_train[train_i]), (data.x_test, data.y_test), recipe,
-                          seed=seed, device=device, validation=(data.x_train[val_i], data.y_train[val_i]),
-                          eval_every=FT_EVAL_EVERY)
-
-
-def cls_probe(
-    model: MaskedAutoencoder, digits: DigitsSplit, *, n_per_class: int = FT_N_PER_CLASS, seeds: Sequence[int] = FT_SEEDS,
-    device: torch.device | str | None = None,
-) -> FewLabelResult:
-    """Chapter 3's linear probe of a frozen MAE on its [CLS] token, ``n_per_class`` labels per class, over ``seeds``.
-
-    The regularisation is chosen by cross-validation on the labelled images (``linear_probe(c="cv")``);
-    one BLAS thread, as in the chapter, so that a recorded probe and a live one compute alike.
-    ``digits``: the digits at the model's image size.
-    """
-    with threadpool_limits(1):
-        encode = partial(model.encode, pool="cls")
-        train_f = extract_features(encode, digits.x_train, device=device)
-        test_f = extract_features(encode, digits.x_test, device=device)
-        return few_label_evaluation(train_f, digits.y_train, test_f, digits.y_test, n_per_class=(n_per_class,), seeds=seeds,
-                                    fit_and_score=partial(linear_probe, c="cv"))[0]
+    return shipped.load_model(name_or_path, kind=KIND, directory=directory,
+                              build=lambda info, _folder: MaskedAutoencoder(MAEConfig(**info.config)))
