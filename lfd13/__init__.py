@@ -15,16 +15,19 @@ subpackage), never from its own layer or above, so there is no import cycle
 (``tests/unit/test_layers.py`` checks it):
 
 0. :mod:`~lfd13.style`, :mod:`~lfd13.sampling`, :mod:`~lfd13.shipped` — leaves: plot style,
-   few-label sampling, the checkpoint format;
-1. :mod:`~lfd13.runtime` — device, seeds, threads;
+   few-label sampling, the one format of shipped checkpoints and results;
+1. :mod:`~lfd13.runtime` — device, seeds, threads, preset lookup, the ignored label;
 2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting` —
    data sets, the training loop and recipes, loading pretrained and hub models, figures;
-3. :mod:`~lfd13.evaluation` — probes and few-label experiments;
-4. :mod:`~lfd13.pretext`, :mod:`~lfd13.clip`, :mod:`~lfd13.mlm`, :mod:`~lfd13.finetune`,
-   :mod:`~lfd13.sft` — one model family each;
-5. :mod:`~lfd13.mae` — masked autoencoders, compared with Chapter 1's CNN of :mod:`~lfd13.pretext`;
-   :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
-6. :mod:`~lfd13.pretrain` — the commands that recreate the shipped checkpoints.
+3. :mod:`~lfd13.evaluation`, :mod:`~lfd13.cnn` — probes and few-label experiments; the small digits CNN;
+4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mlm`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.finetune`,
+   :mod:`~lfd13.sft` — one concept each (pretext tasks, masked language modelling, masked autoencoders,
+   contrastive image-text pre-training, supervised fine-tuning, instruction tuning);
+5. :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
+6. :mod:`~lfd13.experiments` — one module per experiment a chapter shows: its settings, ``run`` and ``load``;
+7. :mod:`~lfd13.recreate` — the table of commands that recreate every shipped file.
+
+Concept modules name no chapter; an experiment module says which chapter shows it.
 """
 
 from lfd13.runtime import get_device, make_generator, seed_everything, seeded, setup

@@ -22,8 +22,8 @@ LAYERS: dict[str, int] = {
     "runtime": 1,
     "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2,
     "evaluation": 3, "cnn": 3,
-    "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4,
-    "mae": 5, "peft_tools": 5,
+    "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4, "mae": 4,
+    "peft_tools": 5,
     "experiments": 6,
     "pretrain": 7, "recreate": 7,
 }  # fmt: skip
