@@ -1,13 +1,17 @@
-"""Supervised fine-tuning of a pretrained text encoder for classification.
+"""Supervised fine-tuning of a pretrained text encoder for classification, and which layers to train.
 
 The lecture's recipe for using a foundation model on a downstream task (Devlin et
 al. 2018, §3.2): put a small task head on the pretrained encoder and train on the
 labelled examples, updating all weights (*full fine-tuning*), only the top layers
-(*freezing the bottom k layers*), or nothing but a linear classifier on frozen
-features (*linear probe*). Training the same architecture from a random
-initialisation measures what pre-training is worth. Yosinski et al. (2014) asked
-which layers transfer; parameter-efficient methods (Chapter 6, via peft) reuse
-every helper here — the data, the model, the step and the evaluation.
+(*freezing the bottom k layers*, :func:`freeze_bottom_layers`), or nothing but a linear
+classifier on frozen features (*linear probe* on :func:`mean_pooled_features`). Training
+the same architecture from a random initialisation (``build_sequence_classifier(...,
+pretrained=False)``) measures what pre-training is worth; TF-IDF with logistic regression
+(:func:`tfidf_baseline`) is the classical baseline without any pre-training. Yosinski et
+al. (2014) asked which layers transfer: :func:`freeze_bottom_layers` and
+:func:`freeze_top_layers` freeze either end of any stack of layers. Parameter-efficient
+methods (LoRA, prompt tuning, via peft in :mod:`lfd13.peft_tools`) reuse the data, the
+model, the step and the evaluation defined here.
 
 Shapes: B batch, L tokens (≤ ``max_length``), D hidden width, C classes.
 
@@ -22,9 +26,8 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -35,14 +38,29 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lfd13 import shipped
-from lfd13.data import DigitsSplit, labelled_subset
-from lfd13.evaluation import TrainTestResult, train_and_test
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device, seeded
-from lfd13.sampling import split_indices
 from lfd13.train import History, Recipe, train, trim_padding
-from lfd13.train import classification_step
+
+__all__ = [
+    "EncodedTexts",
+    "tokenize_texts",
+    "build_sequence_classifier",
+    "load_classifier",
+    "encoder_layers",
+    "freeze_bottom_layers",
+    "freeze_top_layers",
+    "ParameterCount",
+    "parameter_count",
+    "sequence_classification_step",
+    "FULL_FINETUNE",
+    "TINY",
+    "train_classifier",
+    "predict_logits",
+    "evaluate_accuracy",
+    "mean_pooled_features",
+    "tfidf_baseline",
+]
 
 # --------------------------------------------------------------------------- data
 
@@ -148,8 +166,8 @@ def load_classifier(
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The stack of layers, bottom first: ``model.blocks`` if it has one (e.g. :class:`SmallCNN`),
-    else a BERT-family model's ``base_model.encoder.layer``."""
+    """The stack of layers, bottom first: ``model.blocks`` if it has one (e.g. a CNN's convolution
+    blocks), else a BERT-family model's ``base_model.encoder.layer``."""
     if isinstance(getattr(model, "blocks", None), nn.ModuleList):
         return model.blocks
     base = getattr(model, "base_model", model)
@@ -181,35 +199,6 @@ def freeze_bottom_layers(model: nn.Module, k: int) -> nn.Module:
         for p in layer.parameters():
             p.requires_grad_(False)
     return model
-
-
-class SmallCNN(nn.Module):
-    """A small CNN for 8×8 digits, for the image side of "which layers transfer".
-
-    Three conv blocks (``blocks``, bottom first) then global average pooling and a
-    linear head, so :func:`freeze_bottom_layers` freezes the first k blocks.
-    """
-
-    def __init__(self, *, num_classes: int = 10, width: int = 32) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            [
-                nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU()),  # (B, w, 8, 8)
-                nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),  # (B, 2w, 4, 4)
-                nn.Sequential(nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU()),  # (B, 2w, 4, 4)
-            ]
-        )
-        self.head = nn.Linear(2 * width, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 1, H, W] images -> [B, 2w] pooled features."""
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 1, H, W] images -> [B, C] logits."""
-        return self.head(self.features(x))
 
 
 def freeze_top_layers(model: nn.Module, k: int) -> nn.Module:
@@ -272,10 +261,12 @@ def sequence_classification_step(model: nn.Module, batch: tuple[torch.Tensor, ..
     return {"loss": out.loss, "acc": (out.logits.argmax(-1) == labels).float().mean()}
 
 
-#: Presets (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`).
+#: The default fine-tuning recipe (AdamW, warm-up, cosine, weight decay, clipping; see :class:`lfd13.train.Recipe`):
+#: a small learning rate, so that the pretrained weights move little, and batches of 8 texts.
 FULL_FINETUNE = Recipe(steps=60, lr=1e-4, batch_size=8, weight_decay=0.01, warmup=6, max_grad_norm=1.0)
-FROM_SCRATCH = replace(FULL_FINETUNE, lr=3e-4)
-TINY = Recipe(steps=3, lr=1e-4, batch_size=4, weight_decay=0.01, warmup=1, max_grad_norm=1.0)  # tests
+
+#: The same recipe for three steps of four texts: smoke runs and tests.
+TINY = Recipe(steps=3, lr=1e-4, batch_size=4, weight_decay=0.01, warmup=1, max_grad_norm=1.0)
 
 
 def train_classifier(
@@ -401,191 +392,3 @@ def tfidf_baseline(
     clf = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=c, solver="newton-cg", max_iter=2000))
     clf.fit(cut(train_texts), torch.as_tensor(train_labels).numpy())
     return float((clf.predict(cut(test_texts)) == torch.as_tensor(test_labels).numpy()).mean())
-
-
-# --------------------------------------------------------------------------- which layers transfer: images
-
-#: Chapter 5a's image experiment (Yosinski et al. 2014 on digits): the width of the CNN's first
-#: block, the labels per class of a target task, the source network's recipe (digits 0-4, all their
-#: labels) and every target network's.
-TRANSFER_WIDTH, TRANSFER_N_LABELS = 16, 10
-SOURCE_RECIPE = Recipe(steps=300, lr=3e-3)
-TARGET_RECIPE = Recipe(steps=150, lr=3e-3, batch_size=50)
-
-#: Which blocks of the source network a target network copies (and freezes), by name.
-TRANSFER_VARIANTS: dict[str, tuple[int, ...]] = {
-    "none (scratch)": (), "first 2": (0, 1), "last 2": (1, 2), "all (frozen)": (0, 1, 2),
-}
-
-#: The seeds of the target tasks; the control (the unchanged task) gets more, its effects being smaller.
-TRANSFER_SEEDS, TRANSFER_CONTROL_SEEDS = tuple(range(5)), tuple(range(10))
-
-#: Target task -> (the variants run on it, the seeds).
-TRANSFER_RUNS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
-    "new labels": (tuple(TRANSFER_VARIANTS), TRANSFER_SEEDS),
-    "inverted inputs": (tuple(TRANSFER_VARIANTS), TRANSFER_SEEDS),
-    "same task": (("none (scratch)", "first 2", "last 2"), TRANSFER_CONTROL_SEEDS),
-}
-
-#: The shipped source network, whose JSON records every run of :data:`TRANSFER_RUNS`.
-SOURCE_CNN = "transfer_source_cnn"
-
-#: The command that trains the source network and records the runs.
-TRANSFER_RECORD = "python -m lfd13.pretrain transfer"
-
-Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-def transfer_tasks(digits: DigitsSplit) -> dict[str, tuple[Pair, Pair]]:
-    """The target tasks, each as (labelled pool ``(x, y)``, test set ``(x, y)``) with labels 0-4.
-
-    - ``"new labels"``: the digits 5-9, a change at the output;
-    - ``"inverted inputs"``: the digits 0-4 with ``x -> 1 - x``, a change at the input;
-    - ``"same task"``: the digits 0-4 themselves, the control.
-
-    ``digits``: :func:`lfd13.data.load_digits` at its native 8×8.
-    """
-    src, src_test = digits.y_train < 5, digits.y_test < 5
-    return {
-        "new labels": ((digits.x_train[~src], digits.y_train[~src] - 5), (digits.x_test[~src_test], digits.y_test[~src_test] - 5)),
-        "inverted inputs": ((1 - digits.x_train[src], digits.y_train[src]), (1 - digits.x_test[src_test], digits.y_test[src_test])),
-        "same task": ((digits.x_train[src], digits.y_train[src]), (digits.x_test[src_test], digits.y_test[src_test])),
-    }
-
-
-def train_source_cnn(digits: DigitsSplit, *, seed: int = 0, device: torch.device | str | None = None) -> SmallCNN:
-    """The source network: a :class:`SmallCNN` trained on the digits 0-4 with all their labels (:data:`SOURCE_RECIPE`)."""
-    src = digits.y_train < 5
-    with seeded(seed):
-        model = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
-    train(model, (digits.x_train[src], digits.y_train[src]), classification_step, SOURCE_RECIPE, seed=seed, device=device)
-    return model.eval()
-
-
-def transfer_accuracy(
-    source: SmallCNN,
-    tasks: dict[str, tuple[Pair, Pair]],
-    task: str,
-    copy_blocks: Sequence[int],
-    seed: int,
-    *,
-    edit: Callable[[SmallCNN], None] | None = None,
-    device: torch.device | str | None = None,
-) -> float:
-    """Test accuracy on ``task`` of a new :class:`SmallCNN` whose blocks ``copy_blocks`` come from ``source``, frozen.
-
-    ``seed`` initialises the new blocks and the head and draws :data:`TRANSFER_N_LABELS` labelled
-    examples per class from the task's pool; the network trains with :data:`TARGET_RECIPE`.
-    ``edit(model)``, if given, may change the copied weights before training.
-    """
-    (x, y), test_set = tasks[task]
-    with seeded(seed):
-        model = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
-    for i in copy_blocks:
-        model.blocks[i].load_state_dict(source.blocks[i].state_dict())
-        model.blocks[i].requires_grad_(False)
-    if edit is not None:
-        edit(model)
-    return train_and_test(model, labelled_subset(x, y, TRANSFER_N_LABELS, seed=seed), test_set, TARGET_RECIPE, seed=seed,
-                          device=device).accuracy
-
-
-def save_source_cnn(
-    model: SmallCNN, *, result: dict[str, Any], name: str = SOURCE_CNN, directory: Path | str = shipped.CHECKPOINT_DIR
-) -> shipped.CheckpointInfo:
-    """Save the source network as a checkpoint, with what the runs on it measured in ``result``."""
-    width = model.blocks[0][0].out_channels
-    return shipped.save(name, model.state_dict(), kind="cnn", command=TRANSFER_RECORD,
-                        config={"num_classes": model.head.out_features, "width": width},
-                        recipe={"source": asdict(SOURCE_RECIPE), "target": asdict(TARGET_RECIPE)}, result=result,
-                        directory=directory)
-
-
-def load_source_cnn(
-    name_or_path: str | Path = SOURCE_CNN, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> tuple[SmallCNN, shipped.CheckpointInfo]:
-    """Load the shipped source network after checking its sha256; ``info.result`` holds the recorded runs."""
-    state, info = shipped.load(name_or_path, kind="cnn", command=TRANSFER_RECORD, directory=directory)
-    model = shipped.load_weights(SmallCNN(**info.config), state, info)
-    return model.to(device or "cpu").eval(), info
-
-
-# --------------------------------------------------------------------------- Chapter 5's comparison
-
-#: Chapter 5's transformer runs: labelled posts per class, label draws, validation posts per class
-#: (from the train pool, never among the labelled ones), the validation interval, the posts' length.
-COMPARISON_BUDGETS, COMPARISON_SEEDS = (16, 64), (0, 1)
-COMPARISON_N_VAL, COMPARISON_EVAL_EVERY, COMPARISON_MAX_TOKENS = 20, 8, 64
-
-#: Pretrained (True) or random (False) initialisation -> its recipe: Chapter 5's preset, at most 32
-#: steps pretrained; a random start gets twice the steps and a larger learning rate.
-COMPARISON_RECIPES: dict[bool, Recipe] = {True: replace(FULL_FINETUNE, steps=32, warmup=3),
-                                          False: replace(FULL_FINETUNE, steps=64, warmup=6, lr=5e-4)}
-
-#: The record of every run (a JSON file beside the checkpoints, no weights) and its command.
-COMPARISON = "finetune_newsgroups"
-COMPARISON_RECORD = "python -m lfd13.pretrain finetune-record"
-
-#: The runs recorded: ``(labelled posts per class, seed, pretrained)``; from scratch runs once, at
-#: the larger budget, since it costs twice as much.
-COMPARISON_RUNS: tuple[tuple[int, int, bool], ...] = (
-    *((n, s, True) for n in COMPARISON_BUDGETS for s in COMPARISON_SEEDS),
-    (max(COMPARISON_BUDGETS), COMPARISON_SEEDS[0], False),
-)
-
-
-def comparison_draw(labels: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of ``n`` labelled posts per class and of the seed's validation posts (the same for every ``n``)."""
-    train_idx, _ = split_indices(labels, n, COMPARISON_N_VAL, seed=seed)
-    _, val_idx = split_indices(labels, max(COMPARISON_BUDGETS), COMPARISON_N_VAL, seed=seed)
-    return train_idx, val_idx
-
-
-def early_stopped_run(
-    encoder: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    data: Any,
-    test: EncodedTexts,
-    n: int,
-    seed: int,
-    *,
-    pretrained: bool,
-    device: torch.device | str | None = None,
-) -> TrainTestResult:
-    """One of Chapter 5's runs: train on ``n`` posts per class, validate every
-    :data:`COMPARISON_EVAL_EVERY` steps, test the best weights (:func:`lfd13.evaluation.train_and_test`).
-
-    Args:
-        data: :func:`lfd13.data.load_newsgroups`'s split (``train_texts``, ``train_labels``, ``num_classes``).
-        test: the encoded test posts.
-
-    Returns:
-        The :class:`lfd13.evaluation.TrainTestResult`.
-    """
-    def encode(idx: torch.Tensor) -> EncodedTexts:
-        return tokenize_texts(tokenizer, [data.train_texts[i] for i in idx.tolist()], data.train_labels[idx],
-                            max_length=COMPARISON_MAX_TOKENS)
-
-    train_idx, val_idx = comparison_draw(data.train_labels, n, seed)
-    model = build_sequence_classifier(encoder, num_labels=data.num_classes, pretrained=pretrained, seed=seed)
-    return train_and_test(model, encode(train_idx), test, COMPARISON_RECIPES[pretrained], seed=seed, step=sequence_classification_step,
-                          score=evaluate_accuracy, device=device, validation=encode(val_idx), eval_every=COMPARISON_EVAL_EVERY)
-
-
-def run_key(n: int, seed: int, pretrained: bool) -> str:
-    """The record's key of a run: ``"64/class, seed 0, pretrained"``."""
-    return f"{n}/class, seed {seed}, {'pretrained' if pretrained else 'from scratch'}"
-
-
-def load_comparison(
-    name_or_path: str | Path = COMPARISON, *, directory: Path | str | None = None
-) -> tuple[dict[tuple[int, int, bool], TrainTestResult], shipped.CheckpointInfo]:
-    """Chapter 5's recorded runs, as ``(n, seed, pretrained) -> TrainTestResult`` (:meth:`~lfd13.evaluation.TrainTestResult.from_record`)."""
-    info = shipped.load_record(name_or_path, command=COMPARISON_RECORD, directory=directory)
-    runs = {}
-    for key in COMPARISON_RUNS:
-        row = info.result["runs"].get(run_key(*key))
-        if row is None:
-            raise ValueError(f"the record {info.name!r} has no run {run_key(*key)!r}; re-create it with `{COMPARISON_RECORD}`")
-        runs[key] = TrainTestResult.from_record(row)
-    return runs, info

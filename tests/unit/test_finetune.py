@@ -1,6 +1,5 @@
-"""Tests for lfd13.finetune: data encoding, classifiers, layer freezing, training step and evaluation."""
-
-import json
+"""Tests for lfd13.finetune (data encoding, classifiers, layer freezing, training step and evaluation) and for the
+experiments built on it (lfd13.experiments.finetune_comparison and layer_transfer)."""
 
 import pytest
 import torch
@@ -143,8 +142,10 @@ def test_load_classifier_uses_the_packaged_minilm():
 
 
 def test_small_cnn_and_freezing_blocks():
+    from lfd13.experiments.layer_transfer import SmallCNN
+
     torch.manual_seed(0)
-    cnn = ft.SmallCNN(num_classes=5, width=8)
+    cnn = SmallCNN(num_classes=5, width=8)
     x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0])
     assert cnn(x).shape == (6, 5) and cnn.features(x).shape == (6, 16)
     out = classification_step(cnn, (x, y))
@@ -191,7 +192,7 @@ def test_train_and_test_early_stopping_restores_the_best_validation_weights(enco
 
 def test_transfer_tasks_and_a_copied_block_stays_frozen() -> None:
     from lfd13.data import load_digits
-    from lfd13.finetune import TRANSFER_WIDTH, SmallCNN, transfer_accuracy, transfer_tasks
+    from lfd13.experiments.layer_transfer import SETTINGS, SmallCNN, transfer_accuracy, transfer_tasks
 
     digits = load_digits()
     tasks = transfer_tasks(digits)
@@ -201,7 +202,7 @@ def test_transfer_tasks_and_a_copied_block_stays_frozen() -> None:
     torch.testing.assert_close(tasks["inverted inputs"][0][0], 1 - tasks["same task"][0][0])
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        source = SmallCNN(num_classes=5, width=TRANSFER_WIDTH)
+        source = SmallCNN(num_classes=5, width=SETTINGS.width)
     before = {k: v.clone() for k, v in source.state_dict().items()}
     seen = {}
 
@@ -218,57 +219,43 @@ def test_transfer_tasks_and_a_copied_block_stays_frozen() -> None:
     assert all(torch.equal(v, before[k]) for k, v in source.state_dict().items())  # the source is untouched
 
 
-def test_the_shipped_source_cnn_records_every_transfer_run() -> None:
-    from dataclasses import asdict
+def test_the_shipped_transfer_result_holds_every_run_of_its_settings() -> None:
+    from lfd13.experiments import layer_transfer as lt
 
-    from lfd13.finetune import SOURCE_RECIPE, TARGET_RECIPE, TRANSFER_RECORD, TRANSFER_RUNS, load_source_cnn
-
-    model, info = load_source_cnn()
-    assert info.command == TRANSFER_RECORD and model.head.out_features == 5
-    assert info.recipe == json.loads(json.dumps({"source": asdict(SOURCE_RECIPE), "target": asdict(TARGET_RECIPE)}))
-    for task, (variants, seeds) in TRANSFER_RUNS.items():
-        assert info.result["seeds"][task] == list(seeds)
-        assert set(info.result["runs"][task]) == set(variants)
-        assert all(len(accs) == len(seeds) for accs in info.result["runs"][task].values())
+    result = lt.load()
+    for r in lt.SETTINGS.runs:
+        assert result.seeds[r.task] == r.seeds and set(result.runs[r.task]) == set(r.variants)
+        assert all(len(accs) == len(r.seeds) and all(0 <= a <= 1 for a in accs) for accs in result.runs[r.task].values())
 
 
-def test_a_record_round_trips_and_refuses_what_is_not_one(tmp_path) -> None:
-    from lfd13 import shipped
+def test_a_label_draw_is_disjoint_and_validates_on_the_same_posts_at_every_budget() -> None:
+    from lfd13.experiments.finetune_comparison import SETTINGS, label_draw
 
-    info = shipped.save_record("r", command="make it", config={"a": 1}, recipe={"b": 2}, result={"c": [3]}, directory=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # the JSON alone, no weights
-    assert shipped.load_record("r", command="make it", directory=tmp_path) == info
-    assert shipped.load_record(tmp_path / "r.json", command="make it") == info
-    with pytest.raises(FileNotFoundError, match="make it"):
-        shipped.load_record("missing", command="make it", directory=tmp_path)
-    shipped.save("w", {"x": torch.zeros(1)}, kind="cnn", command="c", config={}, recipe={}, directory=tmp_path)
-    with pytest.raises(ValueError, match="not an .* record .*'cnn'.*make it"):
-        shipped.load_record("w", command="make it", directory=tmp_path)
+    labels = torch.arange(4).repeat_interleave(100)
+    small, big = label_draw(labels, 16, 0), label_draw(labels, 64, 0)
+    assert torch.equal(small[1], big[1]) and len(small[1]) == 4 * SETTINGS.n_val
+    assert not set(big[0].tolist()) & set(big[1].tolist())
+    assert set(small[0].tolist()) <= set(big[0].tolist()) and torch.bincount(labels[small[0]]).tolist() == [16] * 4
+    assert not torch.equal(label_draw(labels, 16, 1)[0], small[0])
 
 
-def test_the_shipped_comparison_record_holds_every_run_of_chapter_5() -> None:
-    from dataclasses import asdict
+def test_the_shipped_comparison_holds_every_run_of_its_settings() -> None:
+    from lfd13.experiments import finetune_comparison as fc
 
-    from lfd13.finetune import COMPARISON_RECIPES, COMPARISON_RECORD, COMPARISON_RUNS, load_comparison
-
-    runs, info = load_comparison()
-    assert info.kind == "record" and info.command == COMPARISON_RECORD and set(runs) == set(COMPARISON_RUNS)
-    assert info.recipe == json.loads(json.dumps({"pretrained": asdict(COMPARISON_RECIPES[True]),
-                                                 "from scratch": asdict(COMPARISON_RECIPES[False])}))
-    for (n, seed, pretrained), run in runs.items():
+    result = fc.load()
+    assert list(result.runs) == list(fc.SETTINGS.runs) and result.runs[16, 0, True] is result.runs[fc.RunKey(16, 0, True)]
+    for key, run in result.runs.items():
         steps = [s for s, _ in run.history.evals["validation"]]
-        assert 0 <= run.accuracy <= 1 and run.best_step in steps and steps[-1] == COMPARISON_RECIPES[pretrained].steps
-        assert run.history.seconds[-1] > 0
+        assert 0 <= run.accuracy <= 1 and run.best_step in steps
+        assert steps[-1] == fc.SETTINGS.recipe(key.pretrained).steps and run.history.seconds[-1] > 0
 
 
-def test_load_comparison_names_a_missing_run(tmp_path) -> None:
+def test_loading_a_comparison_names_a_missing_run(tmp_path) -> None:
     from lfd13 import shipped
-    from lfd13.finetune import COMPARISON, COMPARISON_RECORD, load_comparison
+    from lfd13.experiments import finetune_comparison as fc
 
-    info = shipped.load_record(COMPARISON, command=COMPARISON_RECORD)
-    runs = dict(info.result["runs"])
-    runs.pop(next(iter(runs)))
-    shipped.save_record(COMPARISON, command=info.command, config=info.config, recipe=info.recipe,
-                        result={**info.result, "runs": runs}, directory=tmp_path)
-    with pytest.raises(ValueError, match="has no run .*pretrain finetune-record"):
-        load_comparison(directory=tmp_path)
+    file = shipped.load_result(fc.NAME)
+    shipped.save_result(fc.NAME, command=file.command, settings=file.settings,
+                        result={**file.result, "runs": file.result["runs"][1:]}, directory=tmp_path)
+    with pytest.raises(ValueError, match=r"has no run RunKey\(n=16, seed=0, pretrained=True\).*recreate finetune"):
+        fc.load(tmp_path)
