@@ -35,7 +35,7 @@ from lfd13.pretrained import load_text_encoder
 root = pathlib.Path(lfd13.__file__).parent
 assert "site-packages" in root.parts, f"lfd13 imported from {root}, not from the installed wheel"
 load_digits(); load_corpus(); load_newsgroups()  # the shapes are generated: no files
-loaders = {"mae_": mae.load_checkpoint, "clip_": clip.load_checkpoint, "bert-": mlm.load_checkpoint, "gpt-": sft.load_checkpoint,
+loaders = {"mae_": mae.load_checkpoint, "clip_": clip.load_trained_clip, "bert-": mlm.load_trained_bert, "gpt-": sft.load_checkpoint,
            "pretext_": pretext.load_checkpoint, "lora_": peft_tools.load_adapter,
            "transfer_": finetune.load_source_cnn}
 records = {finetune.COMPARISON: finetune.load_comparison, pretext.BENEFITS: pretext.load_benefits}  # the JSON file alone
