@@ -26,6 +26,9 @@ from lfd13 import mlm, shipped
 from lfd13.data.corpus import SOURCES
 from lfd13.experiments import Entry, command
 
+__all__ = ["KINDS", "NAME", "SETTINGS", "TINY", "ENTRIES", "Result", "Settings", "TrainingRun", "check",
+           "checkpoint_name", "files", "load", "run", "write"]
+
 #: This experiment's row in :data:`lfd13.recreate.ENTRIES`.
 NAME = "mlm"
 
@@ -161,6 +164,11 @@ def write(settings: Settings = SETTINGS, *, checkpoints: Path, results: Path, de
     return result
 
 
+def check(*, checkpoints: Path, results: Path) -> Result:
+    """Load what this row wrote into ``checkpoints`` (the shipped run's, else the tiny run's), hashes checked."""
+    return load(checkpoints, SETTINGS if (Path(checkpoints) / files(SETTINGS)[-1]).is_file() else TINY)
+
+
 def load(directory: Path | str | None = None, settings: Settings = SETTINGS) -> Result:
     """The shipped models (or those in ``directory``), their tokenizer and what their training measured, hashes checked."""
     runs, models, tokenizers = {}, {}, []
@@ -174,16 +182,8 @@ def load(directory: Path | str | None = None, settings: Settings = SETTINGS) -> 
     return Result(runs=runs, models=models, tokenizer=tokenizer)
 
 
-def check(*, checkpoints: Path, results: Path) -> Result:
-    """Load what this row wrote into ``checkpoints`` (the shipped run's, else the tiny run's), hashes checked."""
-    return load(checkpoints, SETTINGS if (Path(checkpoints) / files(SETTINGS)[-1]).is_file() else TINY)
-
-
 #: This module's rows of the recreate table (:data:`lfd13.recreate.ENTRIES`).
 ENTRIES: tuple[Entry, ...] = (
     Entry(NAME, "Chapter 2: the masked LM bert-nano-mlm and its left-to-right twin bert-nano-causal (float16, one vocabulary)",
           SETTINGS, TINY, files, write, check),
 )
-
-__all__ = ["KINDS", "NAME", "SETTINGS", "TINY", "ENTRIES", "Result", "Settings", "TrainingRun", "check",
-           "checkpoint_name", "files", "load", "run", "write"]
