@@ -50,7 +50,7 @@ def pretext_cnn(device, g):
 
 
 def bert_mlm(device, g):
-    model = mlm.build_model("bert-nano").to(device)
+    model = mlm.build_bert("bert-nano", seed=0).to(device)
     vocab, length = model.config.vocab_size, 64
     ids = torch.randint(5, vocab, (BATCH, length), generator=g)
     selected = torch.rand(BATCH, length, generator=g) < 0.15
@@ -68,7 +68,7 @@ def mae_digits(device, g):
 
 
 def clip_shapes(device, g):
-    config = lfd13_clip.CLIP_PRESETS["clip-shapes"]
+    config = lfd13_clip.PRESETS["clip-shapes"]
     captions = ["a red square", "a small blue circle", "a drawing of a large green cross", "a yellow triangle"] * (BATCH // 4)
     model = lfd13_clip.build_clip(config, texts=captions, seed=0).to(device)
     images = torch.rand(BATCH, 3, config.image_size, config.image_size, generator=g).to(device)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from open_clip.loss import ClipLoss
@@ -41,7 +41,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
 from lfd13 import shipped
-from lfd13.runtime import seeded
+from lfd13.runtime import preset, seeded
 from lfd13.train import History, Recipe, train
 
 #: Size of open_clip's BPE vocabulary (ids 0..49407; 49406 = start, 49407 = end of text).
@@ -82,7 +82,7 @@ class CLIPConfig:
 
 
 #: Named presets. "clip-shapes" is the book's model; "clip-tiny" is for tests.
-CLIP_PRESETS: dict[str, CLIPConfig] = {
+PRESETS: dict[str, CLIPConfig] = {
     "clip-shapes": CLIPConfig(),
     "clip-shapes-vit": CLIPConfig(image_tower="vit"),
     "clip-tiny": CLIPConfig(embed_dim=16, image_size=16, cnn_channels=(8, 16, 16), vit_width=16, vit_layers=1, text_width=16, text_heads=2),
@@ -93,8 +93,8 @@ class ConvImageEncoder(nn.Module):
     """Image tower: strided 3x3 convolutions, global max (or mean) pooling, a linear projection.
 
     Max pooling asks "is this pattern anywhere in the image?", which suits one shape
-    at a random position. It was chosen over mean pooling for the book's world by its
-    accuracy on the held-out colour-shape pairs (the test combinations; Chapter 4 says so).
+    at a random position. It was chosen over mean pooling for the coloured-shape world by its
+    accuracy on the held-out colour-shape pairs (the test combinations, so that figure is optimistic).
 
     ``forward(images [B, 3, H, W]) -> features [B, D]`` (not normalised; open_clip's
     ``encode_image`` normalises them).
@@ -200,12 +200,12 @@ def vocabulary_ids(texts: Sequence[str]) -> list[int]:
 
 
 def build_clip(
-    config: CLIPConfig, *, texts: Sequence[str] = (), seed: int, token_ids: Sequence[int] | None = None
+    config: CLIPConfig | str, *, texts: Sequence[str] = (), seed: int, token_ids: Sequence[int] | None = None
 ) -> CLIP:
     """An ``open_clip.model.CLIP`` sized by ``config``, its token table cut to the ids of ``texts``.
 
     Args:
-        config: the model's sizes and image tower.
+        config: the model's sizes and image tower, or the name of one of :data:`PRESETS`.
         texts: every caption or prompt the model will read (their words form its vocabulary).
         seed: seed of the initial weights.
         token_ids: the open_clip ids of the vocabulary, instead of ``texts`` (as a checkpoint records them).
@@ -214,6 +214,8 @@ def build_clip(
         The model (on the CPU). ``model.visual`` is a :class:`ConvImageEncoder` for
         ``image_tower="cnn"`` and open_clip's ``VisionTransformer`` for ``"vit"``.
     """
+    if isinstance(config, str):
+        config = preset(PRESETS, config, what="CLIP")
     if token_ids is None:
         if not texts:
             raise ValueError("build_clip needs texts=[...] (the captions and prompts the model will read) or token_ids")
@@ -241,10 +243,6 @@ def build_clip(
     return model
 
 
-#: The recipe of the shipped CLIPs (AdamW, warm-up, cosine; see :class:`lfd13.train.Recipe`); Chapter 4 runs it shorter, live.
-SHAPES_RECIPE = Recipe(steps=2400, lr=3e-3, batch_size=128, weight_decay=0.1, warmup=20)
-
-
 def clip_step(model: CLIP, batch: tuple[torch.Tensor, torch.Tensor], *, loss_fn: ClipLoss | None = None) -> dict[str, torch.Tensor]:
     """One contrastive step for :func:`lfd13.train.fit` on ``(images [B, 3, H, W], tokens [B, L])``.
 
@@ -261,7 +259,7 @@ def train_clip(
     model: CLIP,
     images: torch.Tensor,
     tokens: torch.Tensor,
-    recipe: Recipe = SHAPES_RECIPE,
+    recipe: Recipe,
     *,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -322,31 +320,37 @@ def encode_texts(model: CLIP, texts: Sequence[str] | torch.Tensor, *, context_le
     return model.encode_text(tokens.to(device), normalize=True).cpu()
 
 
-#: The command that (re)creates the shipped CLIP checkpoints.
-RECREATE = "python -m lfd13.pretrain clip"
+# ---------------------------------------------------------------- a trained CLIP as a checkpoint (lfd13.shipped)
+#: The ``kind`` of a CLIP checkpoint (:func:`lfd13.shipped.save_model`).
+KIND = "clip"
 
 
-def save_checkpoint(
-    model: CLIP, config: CLIPConfig, name: str, *, recipe: dict[str, Any], result: dict[str, Any],
-    directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
-    """Save a trained CLIP as checkpoint ``name``: weights, config with vocabulary, recipe, result, sha256."""
-    config_record = {**asdict(config), "token_ids": model.token_embedding.token_ids.tolist()}
-    return shipped.save(name, model.state_dict(), kind="clip", command=RECREATE, config=config_record, recipe=recipe,
-                        result=result, directory=directory)
+def checkpoint_config(model: CLIP, config: CLIPConfig) -> dict[str, Any]:
+    """What a checkpoint's JSON records to rebuild ``model``: ``config`` and the open_clip ids of its vocabulary."""
+    return {**asdict(config), "token_ids": model.token_embedding.token_ids.tolist()}
 
 
-def load_checkpoint(
-    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> tuple[CLIP, shipped.CheckpointInfo]:
-    """Load a CLIP checkpoint (e.g. ``"clip_shapes_seed0"``) after checking its sha256.
-
-    Returns:
-        ``(model in eval mode, info)``; ``info`` holds the config, the recipe, the result and the hashes.
-    """
-    state, info = shipped.load(name_or_path, kind="clip", command=RECREATE, directory=directory)
+def build_from_checkpoint(info: shipped.CheckpointInfo, folder: Path) -> CLIP:
+    """The untrained CLIP that a checkpoint's weights fit, from its :func:`checkpoint_config` (``folder`` unused)."""
     fields = dict(info.config)
     token_ids = fields.pop("token_ids")
     config = CLIPConfig(**dict(fields, cnn_channels=tuple(fields["cnn_channels"])))
-    model = shipped.load_weights(build_clip(config, token_ids=token_ids, seed=0), state, info)
-    return model.to(device or "cpu").eval(), info
+    return build_clip(config, token_ids=token_ids, seed=0)
+
+
+def load_trained_clip(name: str | Path, directory: Path | str | None = None) -> tuple[CLIP, shipped.CheckpointInfo]:
+    """A trained CLIP from the package's checkpoints (e.g. ``"clip_shapes_seed0"``) or ``directory``, hashes checked.
+
+    Returns:
+        ``(model on the CPU in eval mode, info)``; ``info`` holds the config, the recipe, what the
+        training run measured (loss curve, seconds) and the command that recreates it.
+    """
+    model, info = shipped.load_model(name, kind=KIND, build=build_from_checkpoint, directory=directory)
+    return cast(CLIP, model), info
+
+
+__all__ = [
+    "KIND", "OPEN_CLIP_VOCAB_SIZE", "PRESETS", "CLIPConfig", "CompactTokenEmbedding", "ConvImageEncoder",
+    "build_clip", "build_from_checkpoint", "checkpoint_config", "clip_step", "encode_images", "encode_texts",
+    "load_trained_clip", "tokenize", "train_clip", "vocabulary_ids",
+]  # fmt: skip

@@ -10,7 +10,6 @@ from lfd13.data.corpus import CorpusSplit, Document, load_corpus
 from lfd13.data.digits import DigitsSplit, labelled_subset, load_digits
 from lfd13.data.newsgroups import TextSplit, load_newsgroups
 from lfd13.data.shapes import (
-    SHAPES_PRESETS,
     ShapesConfig,
     ShapesData,
     ShapesSplit,
@@ -18,4 +17,4 @@ from lfd13.data.shapes import (
     make_shapes,
 )
 
-__all__ = ["CorpusSplit", "Document", "load_corpus", "DigitsSplit", "labelled_subset", "load_digits", "TextSplit", "load_newsgroups", "SHAPES_PRESETS", "ShapesConfig", "ShapesData", "ShapesSplit", "compositional_split", "make_shapes"]
+__all__ = ["CorpusSplit", "Document", "load_corpus", "DigitsSplit", "labelled_subset", "load_digits", "TextSplit", "load_newsgroups", "ShapesConfig", "ShapesData", "ShapesSplit", "compositional_split", "make_shapes"]

@@ -16,8 +16,8 @@ unseen classes that makes zero-shot transfer possible.
 
 Example::
 
-    cfg = SHAPES_PRESETS["shapes-24"]   # 8 colours x 4 shapes, 8 combinations held out
-    split = compositional_split(cfg, n_train=4000, n_test_per_combo=40, seed=0)
+    cfg = PRESETS["shapes-24"]          # 8 colours x 4 shapes, 8 combinations held out
+    split = compositional_split(cfg, n_train=4000, n_test_per_combo=40, seed=0)  # or the preset's name
     split.train.images.shape            # (4000, 3, 24, 24)
     split.train.captions[0]             # e.g. 'a drawing of a large cyan circle'
     split.test_held_out.images.shape    # (320, 3, 24, 24): 40 images of each held-out pair
@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from lfd13.runtime import preset
 
 #: RGB values in [0, 1] of the colours a config may name.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -144,7 +146,7 @@ class ShapesConfig:
 
 
 #: Named presets. "shapes-24" is the book's world; "shapes-tiny" is for tests.
-SHAPES_PRESETS: dict[str, ShapesConfig] = {
+PRESETS: dict[str, ShapesConfig] = {
     "shapes-24": ShapesConfig(),
     "shapes-tiny": ShapesConfig(
         colours=("red", "green", "blue"),
@@ -319,10 +321,15 @@ def caption(colour: str, shape: str, *, large: bool | None = None, template: str
     return template.format(colour=colour, shape=shape, size=size)
 
 
+def _world(config: ShapesConfig | str) -> ShapesConfig:
+    """A world's settings, given as such or by its preset name."""
+    return preset(PRESETS, config, what="shapes world") if isinstance(config, str) else config
+
+
 def make_shapes(
     n: int,
     *,
-    config: ShapesConfig,
+    config: ShapesConfig | str,
     combos: Sequence[int] | None = None,
     generator: torch.Generator,
     templates: Sequence[str] | None = None,
@@ -332,7 +339,7 @@ def make_shapes(
 
     Args:
         n: number of images.
-        config: the world's settings.
+        config: the world's settings, or the name of one of :data:`PRESETS`.
         combos: allowed combination indices (see :meth:`ShapesConfig.combo_index`); default all.
         generator: the source of all randomness; the same seed gives the same data.
         templates: caption templates to draw from (default ``config.templates``).
@@ -346,6 +353,7 @@ def make_shapes(
         raise ValueError(f"n must be a positive int, got {n!r}")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator (e.g. lfd13.make_generator(0)), got {type(generator).__name__}")
+    config = _world(config)
     combos = list(range(config.num_combos)) if combos is None else list(combos)
     if not combos or any(not 0 <= c < config.num_combos for c in combos):
         raise ValueError(f"combos must be a non-empty list of indices in 0..{config.num_combos - 1}, got {combos}")
@@ -370,12 +378,12 @@ def make_shapes(
 
 
 def compositional_split(
-    config: ShapesConfig, *, n_train: int, n_test_per_combo: int, seed: int
+    config: ShapesConfig | str, *, n_train: int, n_test_per_combo: int, seed: int
 ) -> ShapesSplit:
     """Training pairs from the seen combinations only, and test images of every combination.
 
     Args:
-        config: the world, including which combinations are ``held_out``.
+        config: the world, including which combinations are ``held_out`` (or the name of one of :data:`PRESETS`).
         n_train: number of training pairs (seen combinations, uniformly).
         n_test_per_combo: test images per combination, for seen and held-out ones alike.
         seed: seed of the generator; the same seed gives the same split.
@@ -386,6 +394,7 @@ def compositional_split(
     """
     if not isinstance(n_test_per_combo, int) or n_test_per_combo < 1:
         raise ValueError(f"n_test_per_combo must be a positive int, got {n_test_per_combo!r}")
+    config = _world(config)
     g = torch.Generator().manual_seed(seed)
     train = make_shapes(n_train, config=config, combos=config.seen_combos(), generator=g)
     test_template = ("a {size} {colour} {shape}",)
@@ -395,3 +404,9 @@ def compositional_split(
         return make_shapes(n, config=config, combos=combos, generator=g, templates=test_template, balanced=True)
 
     return ShapesSplit(train, per_combo(config.seen_combos()), per_combo(config.held_out_combos()))
+
+
+__all__ = [
+    "COLOURS", "PRESETS", "SHAPES", "SIZE_WORDS", "TEMPLATES", "ShapesConfig", "ShapesData", "ShapesSplit",
+    "caption", "compositional_split", "make_shapes", "render_shapes", "shape_masks",
+]  # fmt: skip

@@ -2,7 +2,7 @@
 
 BERT (Devlin et al., 2018) learns context-sensitive word vectors by *masked language
 modelling* (MLM): hide 15 % of the tokens and predict them from both sides. This package
-holds what Chapter 2 needs to do that at course scale, on a CPU, one concept per module:
+does that at course scale, on a CPU, one concept per module:
 
 - :mod:`lfd13.mlm.tokenizer` — a WordPiece vocabulary (~4k) trained with ``tokenizers``;
   documents cut into blocks ``[CLS] … [SEP]``;
@@ -14,13 +14,13 @@ holds what Chapter 2 needs to do that at course scale, on a CPU, one concept per
   and the probability of a chosen word;
 - :mod:`lfd13.mlm.nsp` — next-sentence-prediction pairs, and the features a frozen encoder
   gives them (``[CLS]`` of the pair; the similarity of the two sentences);
-- :mod:`lfd13.mlm.pretraining` and :mod:`lfd13.mlm.checkpoints` — the pre-training recipe and
-  the shipped checkpoints (``python -m lfd13.pretrain mlm`` recreates them).
+- :mod:`lfd13.mlm.pretraining` and :mod:`lfd13.mlm.checkpoints` — the pre-training recipe, and
+  a trained model as a checkpoint (:mod:`lfd13.experiments.mlm_pretraining` makes the shipped ones).
 
 Everything is importable from ``lfd13.mlm`` directly.
 """
 
-from lfd13.mlm.checkpoints import RECREATE, load_checkpoint, save_checkpoint
+from lfd13.mlm.checkpoints import KIND, VOCAB_SUFFIX, build_from_checkpoint, checkpoint_config, load_trained_bert, vocab_file
 from lfd13.mlm.evaluate import (
     accuracy_by_position,
     fill_mask,
@@ -30,7 +30,7 @@ from lfd13.mlm.evaluate import (
     word_probabilities,
 )
 from lfd13.mlm.masking import MaskedBatches, evaluation_batch, mask_batch, mlm_collator
-from lfd13.mlm.model import PRESETS, MLMConfig, build_model, causal_step, mlm_step
+from lfd13.mlm.model import PRESETS, MLMConfig, build_bert, causal_step, mlm_step
 from lfd13.mlm.nsp import (
     SentencePair,
     distinct_balanced,
@@ -55,9 +55,10 @@ from lfd13.mlm.tokenizer import (
 )
 
 __all__ = [
-    "PRESETS", "RECREATE", "SPECIAL_TOKENS", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",
-    "accuracy_by_position", "build_model", "causal_step", "distinct_balanced", "encode_pair", "evaluation_batch", "fill_mask", "load_checkpoint",
-    "make_blocks", "mask_batch", "masked_token_accuracy", "mlm_collator", "mlm_step", "nsp_labels", "nsp_pairs", "pair_features",
-    "predict_masked", "prepare_corpus", "pretrain", "save_checkpoint", "sentence_similarity", "tokenizer_from_vocab",
-    "train_wordpiece", "unigram_baseline", "vocab_list", "word_probabilities",
-]
+    "KIND", "PRESETS", "SPECIAL_TOKENS", "VOCAB_SUFFIX", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",
+    "accuracy_by_position", "build_bert", "build_from_checkpoint", "causal_step", "checkpoint_config", "distinct_balanced",
+    "encode_pair", "evaluation_batch", "fill_mask", "load_trained_bert", "make_blocks", "mask_batch", "masked_token_accuracy",
+    "mlm_collator", "mlm_step", "nsp_labels", "nsp_pairs", "pair_features", "predict_masked", "prepare_corpus", "pretrain",
+    "sentence_similarity", "tokenizer_from_vocab", "train_wordpiece", "unigram_baseline", "vocab_file", "vocab_list",
+    "word_probabilities",
+]  # fmt: skip

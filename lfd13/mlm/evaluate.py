@@ -14,6 +14,7 @@ import torch
 from transformers import BertTokenizer, PreTrainedModel
 
 from lfd13.mlm.model import _encoder_and_head
+from lfd13.runtime import IGNORE_INDEX
 from lfd13.mlm.tokenizer import SPECIAL_TOKENS
 
 
@@ -41,7 +42,7 @@ def predict_masked(
     pred = torch.full_like(labels, -1)
     for i in range(0, len(source), batch_size):
         hidden = encoder(input_ids=source[i : i + batch_size].to(device)).last_hidden_state.cpu()  # (b, L, D)
-        sel = labels[i : i + batch_size] != -100  # (b, L)
+        sel = labels[i : i + batch_size] != IGNORE_INDEX  # (b, L)
         sel[:, 0] = False
         if causal:  # the state at i-1 predicts token i
             hidden = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
@@ -56,7 +57,7 @@ def masked_token_accuracy(
 ) -> float:
     """Top-1 accuracy at the selected positions (``labels != -100``) of a masked batch."""
     labels = masked["labels"]
-    sel = labels != -100
+    sel = labels != IGNORE_INDEX
     if not sel.any():
         raise ValueError("no position is selected (all labels are -100)")
     pred = predict_masked(model, masked, originals=originals)
@@ -76,7 +77,7 @@ def unigram_baseline(train_blocks: torch.Tensor, labels: torch.Tensor, *, n_spec
     counts = torch.bincount(train_blocks.flatten())
     counts[:n_special] = 0
     top = int(counts.argmax())
-    sel = labels != -100
+    sel = labels != IGNORE_INDEX
     if not sel.any():
         raise ValueError("no position is selected (all labels are -100)")
     return float((labels[sel] == top).float().mean()), top
@@ -91,7 +92,7 @@ def accuracy_by_position(pred: torch.Tensor, labels: torch.Tensor) -> tuple[torc
     Returns:
         ``(accuracy [L], count [L])``; positions with no selected token get NaN.
     """
-    sel = labels != -100
+    sel = labels != IGNORE_INDEX
     correct = ((pred == labels) & sel).sum(0).float()
     count = sel.sum(0)
     return correct / count.clamp(min=1).where(count > 0, torch.tensor(float("nan"))), count
@@ -144,3 +145,6 @@ def word_probabilities(model: PreTrainedModel, tokenizer: BertTokenizer, text: s
     if len(probs) != 1:
         raise ValueError(f"text must have exactly one {tokenizer.mask_token}, got {len(probs)}: {text!r}")
     return [float(probs[0, i]) for i in ids]
+
+
+__all__ = ["accuracy_by_position", "fill_mask", "masked_token_accuracy", "predict_masked", "unigram_baseline", "word_probabilities"]

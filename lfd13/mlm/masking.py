@@ -82,3 +82,6 @@ def evaluation_batch(tokenizer: BertTokenizer, blocks: torch.Tensor, *, seed: in
     """The fixed evaluation masks: ``repeats`` copies of ``blocks``, 15 % selected, every one a ``[MASK]``."""
     collator = mlm_collator(tokenizer, mask_replace_prob=1.0, random_replace_prob=0.0, seed=seed)
     return mask_batch(blocks.repeat(repeats, 1), collator)
+
+
+__all__ = ["MaskedBatches", "evaluation_batch", "mask_batch", "mlm_collator"]

@@ -30,7 +30,7 @@ from transformers import (
     RoFormerForMaskedLM,
 )
 
-from lfd13.runtime import seeded
+from lfd13.runtime import IGNORE_INDEX, preset, seeded
 
 #: The architectures a checkpoint may name.
 ARCHITECTURES = {c.__name__: c for c in (RoFormerForMaskedLM, RoFormerForCausalLM, BertForMaskedLM, BertLMHeadModel)}
@@ -56,7 +56,7 @@ class MLMConfig:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
 
 
-#: Named presets. ``bert-nano`` is the chapter's model (about 1M parameters).
+#: Named presets. ``bert-nano`` is the shipped masked LM and its twin (about 1M parameters); ``bert-pico`` is for tests.
 PRESETS: dict[str, MLMConfig] = {
     "bert-nano": MLMConfig(),
     "bert-nano-absolute": MLMConfig(positions="absolute"),
@@ -64,17 +64,18 @@ PRESETS: dict[str, MLMConfig] = {
 }
 
 
-def build_model(config: MLMConfig | str = "bert-nano", *, causal: bool = False, seed: int = 0) -> PreTrainedModel:
+def build_bert(config: MLMConfig | str, *, seed: int, causal: bool = False) -> PreTrainedModel:
     """A freshly initialised masked LM, or its left-to-right twin when ``causal=True``.
 
     Both variants have exactly the same parameters; as built here they differ only in the
     attention mask (bidirectional vs causal) and in the objective (the real GPT and BERT differ in
     more). Initialisation is seeded with ``seed``.
+
+    Args:
+        config: the model's sizes, or the name of one of :data:`PRESETS`.
     """
     if isinstance(config, str):
-        if config not in PRESETS:
-            raise ValueError(f"unknown preset {config!r}; choose from {sorted(PRESETS)}")
-        config = PRESETS[config]
+        config = preset(PRESETS, config, what="masked LM")
     common = dict(
         vocab_size=config.vocab_size,
         hidden_size=config.hidden,
@@ -112,7 +113,7 @@ def mlm_step(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[str
     """
     encoder, head = _encoder_and_head(model)
     hidden = encoder(input_ids=batch["input_ids"]).last_hidden_state  # (B, L, D)
-    selected = batch["labels"] != -100  # (B, L)
+    selected = batch["labels"] != IGNORE_INDEX  # (B, L)
     logits = head(hidden[selected])  # (M, V): the head on 15 % of the tokens only
     targets = batch["labels"][selected]  # (M,)
     loss = F.cross_entropy(logits, targets)
@@ -134,10 +135,13 @@ def causal_step(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> dict[
     """
     encoder, head = _encoder_and_head(model)
     labels = batch["labels"]
-    originals = torch.where(labels != -100, labels, batch["input_ids"])  # (B, L) unmasked tokens
+    originals = torch.where(labels != IGNORE_INDEX, labels, batch["input_ids"])  # (B, L) unmasked tokens
     hidden = encoder(input_ids=originals).last_hidden_state  # (B, L, D), causal attention
-    selected = labels[:, 1:] != -100  # (B, L-1): targets at positions 1..L-1
+    selected = labels[:, 1:] != IGNORE_INDEX  # (B, L-1): targets at positions 1..L-1
     logits = head(hidden[:, :-1][selected])  # (M, V): the state at i-1 predicts token i
     targets = labels[:, 1:][selected]
     loss = F.cross_entropy(logits, targets)
     return {"loss": loss, "acc": (logits.argmax(-1) == targets).float().mean()}
+
+
+__all__ = ["ARCHITECTURES", "PRESETS", "MLMConfig", "build_bert", "causal_step", "mlm_step"]

@@ -4,8 +4,8 @@ Devlin et al. (2018) also trained BERT to tell whether sentence B follows senten
 (IsNext) or was drawn from another document (NotNext), half and half, reading
 ``[CLS] A [SEP] B [SEP]`` with segment ids 0 / 1 and classifying the final ``[CLS]`` vector.
 
-Chapter 2 does not pre-train with NSP; it asks how much of the task a frozen encoder already
-solves: :func:`pair_features` gives the ``[CLS]`` vector of each pair (for a linear head, e.g.
+This package does not pre-train with NSP; it measures how much of the task a frozen encoder
+already solves: :func:`pair_features` gives the ``[CLS]`` vector of each pair (for a linear head, e.g.
 :func:`lfd13.evaluation.linear_probe`), and :func:`sentence_similarity` the cosine of A's and
 B's separate sentence embeddings, a pure topic cue (a random B from another document is
 usually about something else; Liu et al. 2019, RoBERTa, argue that this makes NSP easy).
@@ -183,3 +183,6 @@ def sentence_similarity(
         vectors.append(torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).float().cpu())
     table.update(zip(sentences, torch.cat(vectors)) if vectors else ())
     return torch.stack([table[p.first] @ table[p.second] for p in pairs])
+
+
+__all__ = ["SentencePair", "distinct_balanced", "encode_pair", "nsp_labels", "nsp_pairs", "pair_features", "sentence_similarity"]

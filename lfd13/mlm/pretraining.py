@@ -1,8 +1,8 @@
 """Pre-training the tiny masked LM and its left-to-right twin on the course corpus.
 
-One recipe (:class:`PretrainConfig`) for both models, through the book's one training loop
-(:func:`lfd13.train.train`). ``python -m lfd13.pretrain mlm`` runs it long enough to make
-the checkpoints that Chapter 2 loads (:func:`lfd13.mlm.load_checkpoint`).
+One recipe (:class:`PretrainConfig`) for both models, through the package's one training loop
+(:func:`lfd13.train.train`). :mod:`lfd13.experiments.mlm_pretraining` runs it long enough to
+make the shipped checkpoints (:func:`lfd13.mlm.load_trained_bert`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from transformers import BertTokenizer, PreTrainedModel
 
-from lfd13.data.corpus import load_corpus
+from lfd13.data.corpus import SOURCES, load_corpus
 from lfd13.mlm.masking import MaskedBatches, mlm_collator
-from lfd13.mlm.model import PRESETS, build_model, causal_step, mlm_step
+from lfd13.mlm.model import PRESETS, build_bert, causal_step, mlm_step
 from lfd13.mlm.tokenizer import make_blocks, train_wordpiece
+from lfd13.runtime import preset
 from lfd13.train import History, Recipe, train
 
 
@@ -64,12 +65,12 @@ def pretrain(
     callbacks: Sequence[Any] = (),
 ) -> PretrainResult:
     """Pre-train a fresh model of ``config.preset`` on ``train_blocks`` [N, L] with :func:`lfd13.train.train`."""
-    model_cfg = PRESETS[config.preset]
+    model_cfg = preset(PRESETS, config.preset, what="masked LM")
     if len(tokenizer) != model_cfg.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but preset {config.preset!r} expects {model_cfg.vocab_size}")
     if train_blocks.shape[1] > model_cfg.max_len:
         raise ValueError(f"blocks of {train_blocks.shape[1]} tokens exceed the preset's max_len {model_cfg.max_len}")
-    model = build_model(model_cfg, causal=causal, seed=config.seed)
+    model = build_bert(model_cfg, causal=causal, seed=config.seed)
     collator = mlm_collator(tokenizer, mlm_probability=config.mlm_probability, seed=config.seed)
     data = MaskedBatches(train_blocks, collator, batch_size=config.batch_size, seed=config.seed)
     step = causal_step if causal else mlm_step
@@ -78,14 +79,22 @@ def pretrain(
     return PretrainResult(model=model, history=history, config=config)
 
 
-def prepare_corpus(config: PretrainConfig, tokenizer: BertTokenizer | None = None) -> tuple[BertTokenizer, torch.Tensor, torch.Tensor]:
+def prepare_corpus(
+    config: PretrainConfig, tokenizer: BertTokenizer | None = None, *, sources: Sequence[str] = SOURCES
+) -> tuple[BertTokenizer, torch.Tensor, torch.Tensor]:
     """Corpus split, tokenizer (trained on the training documents unless given) and blocks.
+
+    Args:
+        sources: which sources of :func:`lfd13.data.load_corpus` to read (default: all).
 
     Returns:
         ``(tokenizer, train_blocks [N, L], test_blocks [M, L])``.
     """
-    corpus = load_corpus(held_out=config.held_out, seed=config.seed)
+    corpus = load_corpus(sources=tuple(sources), held_out=config.held_out, seed=config.seed)
     if tokenizer is None:
         tokenizer = train_wordpiece(corpus.texts("train"), vocab_size=config.vocab_size)
-    max_len = PRESETS[config.preset].max_len
+    max_len = preset(PRESETS, config.preset, what="masked LM").max_len
     return tokenizer, make_blocks(tokenizer, corpus.texts("train"), max_len=max_len), make_blocks(tokenizer, corpus.texts("test"), max_len=max_len)
+
+
+__all__ = ["PretrainConfig", "PretrainResult", "prepare_corpus", "pretrain"]

@@ -79,3 +79,6 @@ def make_blocks(tokenizer: BertTokenizer, texts: Sequence[str], *, max_len: int 
     if not rows:
         raise ValueError(f"the texts are too short to fill a single block of {max_len} tokens")
     return torch.tensor(rows, dtype=torch.long)
+
+
+__all__ = ["SPECIAL_TOKENS", "make_blocks", "tokenizer_from_vocab", "train_wordpiece", "vocab_list"]

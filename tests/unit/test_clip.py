@@ -1,7 +1,6 @@
 """Tests for lfd13.clip: a small open_clip CLIP with a compact token table and a CNN image tower."""
 
 import dataclasses
-import json
 
 import open_clip
 import pytest
@@ -9,23 +8,22 @@ import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 from lfd13.clip import (
-    CLIP_PRESETS,
+    PRESETS,
     CLIPConfig,
     CompactTokenEmbedding,
     ConvImageEncoder,
     build_clip,
     encode_images,
     encode_texts,
-    load_checkpoint,
-    save_checkpoint,
     tokenize,
     train_clip,
     vocabulary_ids,
 )
-from lfd13.data.shapes import SHAPES_PRESETS, compositional_split
+from lfd13.data.shapes import compositional_split
+from lfd13.runtime import UnknownPresetError
 from lfd13.train import Recipe
 
-TINY = CLIP_PRESETS["clip-tiny"]
+TINY = PRESETS["clip-tiny"]
 TEXTS = ["a red circle", "a drawing of a small green square", "a large blue triangle"]
 
 
@@ -91,7 +89,7 @@ def test_vit_tower_is_open_clips():
 
 
 def test_training_lowers_the_clip_loss_and_is_deterministic():
-    split = compositional_split(SHAPES_PRESETS["shapes-tiny"], n_train=256, n_test_per_combo=2, seed=0)
+    split = compositional_split("shapes-tiny", n_train=256, n_test_per_combo=2, seed=0)
     tokens = tokenize(split.train.captions, context_length=TINY.context_length)
 
     def run():
@@ -137,31 +135,9 @@ def test_build_clip_needs_a_vocabulary():
     assert torch.equal(a.token_embedding.token_ids, b.token_embedding.token_ids)
 
 
-def test_checkpoint_roundtrip_and_hash_check(tmp_path):
-    model = build_clip(TINY, texts=TEXTS, seed=4)
-    info = save_checkpoint(model, TINY, "tiny_clip", recipe={"steps": 0}, result={}, directory=tmp_path)
-    loaded, info2 = load_checkpoint(tmp_path / "tiny_clip.json")
-    assert info2.sha256 == info.sha256 and info2.kind == "clip"
-    images = torch.rand(2, 3, TINY.image_size, TINY.image_size)
-    torch.testing.assert_close(encode_images(loaded, images), encode_images(model, images))
-    torch.testing.assert_close(encode_texts(loaded, TEXTS), encode_texts(model, TEXTS))
-    weights = tmp_path / "tiny_clip.safetensors"
-    weights.write_bytes(weights.read_bytes() + b"x")
-    with pytest.raises(ValueError, match="sha256.*python -m lfd13.pretrain clip"):
-        load_checkpoint(weights)
-    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain clip"):
-        load_checkpoint(tmp_path / "missing.json")
-
-
-def test_shipped_checkpoints_match_the_recipe():
-    from lfd13.pretrain import CLIP_SEEDS, CLIPPretraining
-
-    run = CLIPPretraining()
-    for seed in CLIP_SEEDS:
-        model, info = load_checkpoint(f"clip_shapes_seed{seed}")
-        expected = json.loads(json.dumps(dataclasses.asdict(dataclasses.replace(run, seed=seed))))
-        assert info.recipe == expected, "not made by the current recipe; run its command"
-        assert info.command == "python -m lfd13.pretrain clip"
-        world = SHAPES_PRESETS[run.world]
-        # every word of every test caption and prompt is in the model's vocabulary
-        encode_texts(model, [f"a drawing of a {c} {s}" for c, s in world.combo_names()])
+def test_a_preset_by_name_is_the_preset_and_an_unknown_one_lists_the_names():
+    a, b = build_clip("clip-tiny", texts=TEXTS, seed=5), build_clip(TINY, texts=TEXTS, seed=5)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    with pytest.raises(UnknownPresetError, match="clip-shapes.*clip-tiny"):
+        build_clip("clip-huge", texts=TEXTS, seed=0)

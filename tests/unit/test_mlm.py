@@ -1,7 +1,4 @@
-"""Tests for lfd13.mlm: tokenizer, blocks, masking via transformers, tiny models, evaluation, NSP, checkpoints."""
-
-import dataclasses
-import json
+"""Tests for lfd13.mlm: tokenizer, blocks, masking via transformers, tiny models, evaluation, NSP."""
 
 import pytest
 import torch
@@ -9,6 +6,7 @@ from transformers import DataCollatorForLanguageModeling
 
 import lfd13.mlm as mlm
 from lfd13.data.corpus import load_corpus, split_sentences
+from lfd13.runtime import UnknownPresetError
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +79,21 @@ def test_masked_batches(tok, blocks):
 
 
 def test_models_same_size_and_presets():
-    m = mlm.build_model("bert-pico")
-    c = mlm.build_model("bert-pico", causal=True)
+    m = mlm.build_bert("bert-pico", seed=0)
+    c = mlm.build_bert("bert-pico", seed=0, causal=True)
     assert m.num_parameters() == c.num_parameters()
     assert not m.config.is_decoder and c.config.is_decoder
-    assert type(mlm.build_model(mlm.MLMConfig(vocab_size=512, hidden=32, heads=2, intermediate=64, max_len=16, positions="absolute"))).__name__ == "BertForMaskedLM"
-    with pytest.raises(ValueError, match="unknown preset"):
-        mlm.build_model("bert-huge")
+    absolute = mlm.MLMConfig(vocab_size=512, hidden=32, heads=2, intermediate=64, max_len=16, positions="absolute")
+    assert type(mlm.build_bert(absolute, seed=0)).__name__ == "BertForMaskedLM"
+    with pytest.raises(UnknownPresetError, match="bert-nano.*bert-pico"):  # the message lists the presets
+        mlm.build_bert("bert-huge", seed=0)
     with pytest.raises(ValueError, match="positions"):
         mlm.MLMConfig(positions="learned")
 
 
 def test_mlm_step_agrees_with_transformers_loss(tok, blocks):
     torch.manual_seed(0)
-    m = mlm.build_model("bert-pico").eval()
+    m = mlm.build_bert("bert-pico", seed=0).eval()
     batch = mlm.mask_batch(blocks[:8], mlm.mlm_collator(tok, seed=1))
     ours = mlm.mlm_step(m, batch)["loss"]
     theirs = m(input_ids=batch["input_ids"], labels=batch["labels"]).loss
@@ -107,7 +106,7 @@ def test_mlm_step_agrees_with_transformers_loss(tok, blocks):
 
 
 def test_causal_step_sees_left_context_only(tok, blocks):
-    c = mlm.build_model("bert-pico", causal=True).eval()
+    c = mlm.build_bert("bert-pico", seed=0, causal=True).eval()
     batch = mlm.mask_batch(blocks[:8], mlm.mlm_collator(tok, seed=1))
     sel = batch["labels"][:, 1:] != -100
     logits = c(input_ids=blocks[:8]).logits[:, :-1][sel]
@@ -139,7 +138,7 @@ def test_evaluation_helpers(tok, blocks):
     pred = torch.tensor([[-1, 9, 0, 0], [-1, 0, 9, 0]])
     by_pos, count = mlm.accuracy_by_position(pred, labels)
     assert count.tolist() == [0, 1, 1, 1] and torch.isnan(by_pos[0]) and by_pos[1:].tolist() == [1.0, 1.0, 0.0]
-    m = mlm.build_model("bert-pico")
+    m = mlm.build_bert("bert-pico", seed=0)
     out = mlm.fill_mask(m, tok, "the snow [MASK] fast and the [MASK] was cold", k=3)
     assert len(out) == 2 and all(len(o) == 3 for o in out)
     assert all(t not in mlm.SPECIAL_TOKENS for o in out for t, _ in o)
@@ -168,12 +167,12 @@ def test_nsp_pairs_and_encoding(tok, texts):
 
 
 def test_word_probabilities_agree_with_fill_mask(tok):
-    m = mlm.build_model("bert-pico")
+    m = mlm.build_bert("bert-pico", seed=0)
     text = "the snow [MASK] fast"
     (top,) = mlm.fill_mask(m, tok, text, k=2)
     probs = mlm.word_probabilities(m, tok, text, [t for t, _ in top])
     assert probs == pytest.approx([p for _, p in top], abs=1e-3)
-    c = mlm.build_model("bert-pico", causal=True)
+    c = mlm.build_bert("bert-pico", seed=0, causal=True)
     # a causal model reads only the left context: the right-hand words do not matter
     assert mlm.word_probabilities(c, tok, "the [MASK] fell", ["the"]) == pytest.approx(
         mlm.word_probabilities(c, tok, "the [MASK] was cold and white", ["the"]))
@@ -187,7 +186,7 @@ def test_nsp_features_and_similarity(tok, texts):
     docs = [split_sentences(t) for t in texts]
     pairs = mlm.nsp_pairs(docs, n=12, seed=0)
     assert mlm.nsp_labels(pairs).tolist() == [0 if p.is_next else 1 for p in pairs]
-    encoder = mlm.build_model("bert-pico").roformer
+    encoder = mlm.build_bert("bert-pico", seed=0).roformer
     cls = mlm.pair_features(encoder, tok, pairs, max_len=16, batch_size=5)
     assert cls.shape == (12, 32)
     # batching and the length-sorted order do not change a pair's features
@@ -215,28 +214,3 @@ def test_nsp_features_and_similarity(tok, texts):
         mlm.pair_features(encoder, tok, pairs, pooling="max")
     with pytest.raises(ValueError, match="empty"):
         mlm.sentence_similarity(encoder, tok, [])
-
-
-def test_checkpoint_round_trip(tok, tmp_path):
-    m = mlm.build_model("bert-pico")
-    mlm.save_checkpoint("tiny", m, tok, recipe={"steps": 0}, result={"note": "test"}, directory=tmp_path)
-    m2, tok2, info = mlm.load_checkpoint("tiny", directory=tmp_path)
-    assert info.result == {"note": "test"} and mlm.vocab_list(tok2) == mlm.vocab_list(tok)
-    x = torch.randint(5, 512, (2, 16))
-    with torch.no_grad():
-        assert torch.allclose(m.eval()(input_ids=x).logits, m2(input_ids=x).logits, atol=0.05)  # float16 weights
-    assert m2.cls.predictions.decoder.weight.data_ptr() == m2.roformer.embeddings.word_embeddings.weight.data_ptr()
-    (tmp_path / "tiny.vocab.txt").write_text("tampered\n")
-    with pytest.raises(ValueError, match="sha256"):
-        mlm.load_checkpoint("tiny", directory=tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain mlm"):
-        mlm.load_checkpoint("missing", directory=tmp_path)
-    assert json.loads((tmp_path / "tiny.json").read_text())["config"]["architecture"] == "RoFormerForMaskedLM"
-
-
-def test_shipped_checkpoints_match_the_recipe():
-    for kind in ("mlm", "causal"):
-        model, tok, info = mlm.load_checkpoint(f"bert-nano-{kind}")
-        assert info.recipe == dataclasses.asdict(mlm.PretrainConfig(steps=info.recipe["steps"]))
-        assert info.command.startswith("python -m lfd13.pretrain mlm")
-        assert bool(model.config.is_decoder) == (kind == "causal") and len(tok) == model.config.vocab_size

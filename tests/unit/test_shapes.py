@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lfd13.data.shapes import (
-    SHAPES_PRESETS,
+    PRESETS,
     TEMPLATES,
     ShapesConfig,
     caption,
@@ -14,8 +14,9 @@ from lfd13.data.shapes import (
     make_shapes,
     render_shapes,
 )
+from lfd13.runtime import UnknownPresetError
 
-TINY = SHAPES_PRESETS["shapes-tiny"]
+TINY = PRESETS["shapes-tiny"]
 
 
 def test_shapes_and_ranges():
@@ -90,8 +91,16 @@ def test_split_deterministic():
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test_held_out.images, b.test_held_out.images)
 
 
+def test_a_world_by_name_is_the_preset_and_an_unknown_one_lists_the_names():
+    by_name = compositional_split("shapes-tiny", n_train=20, n_test_per_combo=1, seed=3)
+    by_config = compositional_split(TINY, n_train=20, n_test_per_combo=1, seed=3)
+    assert torch.equal(by_name.train.images, by_config.train.images) and by_name.train.captions == by_config.train.captions
+    with pytest.raises(UnknownPresetError, match="shapes-24.*shapes-tiny"):
+        make_shapes(4, config="shapes-99", generator=torch.Generator().manual_seed(0))
+
+
 def test_book_preset():
-    cfg = SHAPES_PRESETS["shapes-24"]
+    cfg = PRESETS["shapes-24"]
     assert cfg.num_combos == 32 and len(cfg.held_out_combos()) == 8
     assert cfg.combo_names()[cfg.combo_index("red", "circle")] == ("red", "circle")
 
