@@ -1,7 +1,7 @@
 """The small CNN for 8×8 digits that the book trains from scratch, and its recipe.
 
-Chapter 1 draws its label curve with it; Chapters 1b and 3 compare pre-trained encoders with
-it. One definition, so that "the CNN trained from scratch" is the same network on every page.
+The book draws its label curve with it and compares pre-trained encoders with it. One
+definition, so that "the CNN trained from scratch" is the same network on every page.
 """
 
 from __future__ import annotations

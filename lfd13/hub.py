@@ -1,17 +1,17 @@
-"""Real checkpoints by hub name, for the chapters' "Scaling up" sections.
+"""Real checkpoints by hub name: the same calls as the book's small models, on full-size ones.
 
-Each chapter trains a small model on a CPU; its "Scaling up" section shows the same calls on
+The book trains small models on a CPU; its "Scaling up" sections show the same calls on
 a real pretrained checkpoint and a GPU. This module loads those checkpoints *by their hub
 name*, through the libraries' own resolution (``from_pretrained`` for transformers,
 ``hf-hub:`` names for open_clip): the local Hugging Face cache first, the hub when online.
-What it returns plugs into the chapters' functions:
+What it returns plugs into the package's functions:
 
-- Chapter 2 — :func:`load_masked_lm` (``"bert-base-uncased"``) for :func:`lfd13.mlm.fill_mask`;
-- Chapter 3 — :func:`load_mae` (``"facebook/vit-mae-base"``), :func:`mae_loss` and
+- masked language modelling — :func:`load_masked_lm` (``"bert-base-uncased"``) for :func:`lfd13.mlm.fill_mask`;
+- masked autoencoders — :func:`load_vit_mae` (``"facebook/vit-mae-base"``), :func:`mae_loss` and
   :func:`mae_features` (frozen features for :func:`lfd13.evaluation.linear_probe`);
-- Chapter 4 — :func:`load_clip` (``"hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"``) for
+- CLIP — :func:`load_open_clip` (``"hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"``) for
   :func:`lfd13.clip.encode_images` and :func:`lfd13.clip.encode_texts`;
-- Chapters 5b and 6 — :func:`load_causal_lm` (a small causal LLM), :func:`attention_projections`,
+- instruction tuning and LoRA — :func:`load_causal_lm` (a small causal LLM), :func:`attention_projections`,
   :func:`lora_causal_lm` (peft's LoRA, ``task_type="CAUSAL_LM"``, on the attention projections)
   and :func:`sft_batch` (the loss on the response only, as in InstructGPT's SFT); :func:`sft_trainer`,
   the same SFT with TRL's ``SFTTrainer`` (``completion_only_loss=True``), as practitioners run it.
@@ -31,7 +31,7 @@ from torch import nn
 from lfd13.runtime import IGNORE_INDEX, get_device
 
 __all__ = [
-    "ATTENTION_PROJECTIONS", "attention_projections", "load_causal_lm", "load_clip", "load_mae", "load_masked_lm",
+    "ATTENTION_PROJECTIONS", "attention_projections", "load_causal_lm", "load_open_clip", "load_vit_mae", "load_masked_lm",
     "lora_causal_lm", "mae_features", "mae_loss", "sft_batch", "sft_trainer",
 ]
 
@@ -53,7 +53,7 @@ def load_masked_lm(name: str = "bert-base-uncased", *, device: torch.device | st
     return tokenizer, model
 
 
-def load_mae(
+def load_vit_mae(
     name: str = "facebook/vit-mae-base", *, mask_ratio: float = 0.75, device: torch.device | str | None = None
 ) -> tuple[Any, nn.Module]:
     """``(image processor, ViTMAEForPreTraining)`` for a hub name such as ``"facebook/vit-mae-base"``.
@@ -101,7 +101,7 @@ def mae_features(model: nn.Module, pixel_values: torch.Tensor, *, batch_size: in
     return torch.cat(out)
 
 
-def load_clip(
+def load_open_clip(
     name: str = "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", *, device: torch.device | str | None = None
 ) -> tuple[nn.Module, Any, Any]:
     """``(open_clip CLIP in eval mode, image preprocessing, tokenizer)`` for an ``hf-hub:`` name.
@@ -208,7 +208,7 @@ def sft_trainer(
 ) -> Any:
     """TRL's ``SFTTrainer`` on prompt–completion pairs, the loss on the completions only.
 
-    What practitioners use for SFT at scale, beside the chapter's own loop: the same data
+    What practitioners use for SFT at scale, beside the book's own loop: the same data
     (instruction, response) and the same loss (``completion_only_loss=True``: the prompt's
     tokens are labelled -100). Needs ``pip install trl``.
 

@@ -1,7 +1,7 @@
 """The labelled text task for fine-tuning: four topics from 20 Newsgroups.
 
 20 Newsgroups (Lang 1995) is a classic topic-classification benchmark: Usenet posts
-from 20 discussion groups. Chapters 5 and 6 fine-tune a pretrained encoder on four
+from 20 discussion groups. The book fine-tunes a pretrained encoder on four
 well-separated groups — ``comp.graphics``, ``rec.autos``, ``sci.med``, ``sci.space`` —
 with only a few labels per class, which is where pre-training pays off.
 

@@ -117,13 +117,13 @@ tokenizer, bert = hub.load_masked_lm({NAMES["bert"]!r}, device=device)
 out["fill_mask"] = mlm.fill_mask(bert, tokenizer, "the river [MASK] was muddy", k=3)
 
 # Chapter 3: a real MAE, its loss and its frozen features
-processor, mae = hub.load_mae({NAMES["mae"]!r}, device=device)
+processor, mae = hub.load_vit_mae({NAMES["mae"]!r}, device=device)
 pixels = processor(images=[torch.rand(3, 48, 48) for _ in range(4)], return_tensors="pt", do_rescale=False)["pixel_values"]
 loss = hub.mae_loss(mae, pixels); loss.backward()
 out["mae"] = {{"loss": float(loss), "features": list(hub.mae_features(mae, pixels).shape), "mask_ratio": mae.config.mask_ratio}}
 
 # Chapter 4: a real CLIP through the chapter's encoders
-clip, preprocess, clip_tokenizer = hub.load_clip("hf-hub:{NAMES["clip"]}", device=device)
+clip, preprocess, clip_tokenizer = hub.load_open_clip("hf-hub:{NAMES["clip"]}", device=device)
 img = encode_images(clip, torch.rand(2, 3, 32, 32))
 txt = encode_texts(clip, ["a photo of a red square", "a photo of a blue circle"])
 out["clip"] = {{"image": list(img.shape), "text": list(txt.shape), "norm": float(img.norm(dim=-1).mean()),

@@ -98,6 +98,6 @@ def test_every_hub_call_of_the_snippets_runs_offline_in_test_hub():
 
 def test_the_checks_catch_a_rotten_snippet():
     reporter = _Collect()
-    check("from lfd13 import hub\nhub.load_mae(name)\n", "rotten", reporter)
+    check("from lfd13 import hub\nhub.load_vit_mae(name)\n", "rotten", reporter)
     assert any("undefined name 'name'" in m for m in reporter.messages)
     assert ("lfd13.hub", "no_such_function") in lfd13_references("from lfd13 import hub\nhub.no_such_function()\n")
