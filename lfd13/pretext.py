@@ -168,8 +168,8 @@ def random_rotation(x: torch.Tensor, *, generator: torch.Generator | None = None
         ``(rotated [B, 1, H, W], labels [B])`` with label k for a rotation by k·90°.
     """
     k = torch.randint(0, 4, (len(x),), generator=generator).to(x.device)
-    every = torch.stack([torch.rot90(x, j, dims=(-2, -1)) for j in range(4)])  # [4, B, 1, H, W]
-    return every[k, torch.arange(len(x), device=x.device)], k
+    every, _ = rotate_batch(x)  # [4B, 1, H, W], rotation j of image i at row j·B + i
+    return every[k * len(x) + torch.arange(len(x), device=x.device)], k
 
 
 class RotationPretext(nn.Module):
@@ -419,8 +419,6 @@ def layer_features(
     encoder: ConvEncoder, x: torch.Tensor, layer: str = "last", *, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Frozen features [N, F] of images ``x`` [N, 1, H, W] at one of :data:`LAYERS` (F = 256 for "conv", D for "last")."""
-    if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
     encoder.eval()
     return extract_features(lambda b: encoder.features(b, layer), x, device=device)
 
