@@ -17,11 +17,10 @@ The result is ``lfd13/results/pretext_benefits.json``; no weights are kept.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from lfd13 import pretext, shipped
 from lfd13.cnn import DIGITS_CNN_RECIPE, build_digits_cnn
@@ -47,7 +46,7 @@ class Settings:
     """The trainings of the transfer comparison: budgets, label draws, recipe, and the pre-training they read."""
 
     pretraining: pretraining.Settings = pretraining.SETTINGS  # the pretext checkpoints fine-tuned (their families and seeds)
-    probe_runs: tuple[int, ...] = tuple(range(6))  # run r draws its labels with seed r (and the chapter's probe reads pre-training seed r mod 3)
+    probe_runs: tuple[int, ...] = tuple(range(6))  # run r draws its labels with seed r (its probe: pre-training seed r mod 3)
     budgets: tuple[int, ...] = (1, 10)  # labels per class of the data-efficiency comparison (the CNN from scratch)
     finetune_labels: int = 10  # labels per class of the fine-tuning comparison
     n_val_per_class: int = 30  # its validation split per class, disjoint from the labels (early stopping; no test image)
