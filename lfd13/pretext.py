@@ -1,30 +1,29 @@
 """Pretext tasks: four ways to make labels out of unlabelled images.
 
-Self-supervised learning invents a task whose answers are in the data itself,
-trains an encoder on it, and keeps the encoder. The lecture (following the survey
-of Ericsson et al. 2022) sorts pretext tasks into four families; each has a tiny
-runnable example here, all training the same small :class:`ConvEncoder` on digits:
+Self-supervised learning invents a task whose answers are in the data itself, trains an
+encoder on it, and keeps the encoder. The survey of Ericsson et al. (2022) sorts pretext
+tasks into four families; each has a tiny runnable example here, all training the same
+small :class:`ConvEncoder` on digits:
 
 - **transformation prediction** — rotate each image by 0/90/180/270° and predict the
   rotation (Gidaris et al. 2018, RotNet): :class:`RotationPretext`.
-- **masked prediction** — hide random blocks of pixels and reconstruct them
-  (Pathak et al. 2016, context encoders; BERT and MAE in later chapters):
-  :class:`MaskedPixelPretext`. Hidden pixels are set to :data:`MASK_FILL`, a value outside
-  the data range, so that a hidden block differs from blank background.
-- **instance discrimination** — two augmented views of an image must be closer to each
-  other than to every other image in the batch, with the InfoNCE loss (SimCLR,
-  Chen et al. 2020; contrastive learning is this family's best-known member):
-  :class:`ContrastivePretext`.
-- **clustering** — cluster the current features with k-means and learn to predict the
-  cluster ids as pseudo-labels, alternately (a simplified DeepCluster, Caron et al. 2018:
-  no PCA-whitening of the features, no cluster-balanced sampling): :func:`deepcluster`.
+- **masked prediction** — hide random blocks of pixels and reconstruct them (Pathak et al.
+  2016, context encoders; BERT and MAE are the same idea at scale): :class:`MaskedPixelPretext`.
+  Hidden pixels are set to :data:`MASK_FILL`, a value outside the data range, so that a
+  hidden block differs from blank background.
+- **instance discrimination** — two augmented views of an image must be closer to each other
+  than to every other image in the batch, with the InfoNCE loss (SimCLR, Chen et al. 2020;
+  contrastive learning is this family's best-known member): :class:`ContrastivePretext`.
+- **clustering** — cluster the current features with k-means and learn to predict the cluster
+  ids as pseudo-labels, alternately (a simplified DeepCluster, Caron et al. 2018: no
+  PCA-whitening of the features, no cluster-balanced sampling): :func:`deepcluster`.
 
-Each family is trained with :func:`lfd13.train.fit`; :func:`train_pretext` runs any of
-them by name. The encoder is read at two layers (:data:`LAYERS`): its last output and the
-last convolution's feature map, because the best layer for a probe depends on the pretext
-task (Gidaris et al. 2018 find their best rotation features in an intermediate block).
-Longer runs ship as checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`;
-``python -m lfd13.pretrain pretext``). Shapes: B batch, H×W image, D feature width, C classes.
+:func:`train_pretext` runs any family by name with :func:`lfd13.train.train`. The encoder is
+read at two layers (:data:`LAYERS`), its output and the last convolution's feature map,
+because the best layer for a probe depends on the pretext task (Gidaris et al. 2018 find
+their best rotation features in an intermediate block). A trained task is saved with
+:func:`lfd13.shipped.save_model` (its config: :func:`task_config`) and read back with
+:func:`load_pretext_task`. Shapes: B batch, H×W image, D feature width, C classes.
 """
 
 from __future__ import annotations
@@ -43,11 +42,17 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from lfd13 import shipped
-from lfd13.evaluation import TrainTestResult, extract_features, linear_probe, train_and_test
-from lfd13.cnn import DIGITS_CNN_RECIPE, build_digits_cnn
-from lfd13.runtime import get_device, make_generator, seeded
-from lfd13.sampling import split_indices, subset_indices
+from lfd13.evaluation import extract_features, linear_probe
+from lfd13.runtime import get_device, make_generator, preset, seeded
 from lfd13.train import History, Recipe, train
+
+__all__ = [
+    "FAMILIES", "LAYERS", "MASK_FILL", "HEAD_SEED_OFFSET", "VIEWS_SEED_OFFSET", "PretextConfig", "PRESETS", "pretext_config",
+    "ConvEncoder", "build_encoder", "rotate_batch", "random_rotation", "RotationPretext", "rotation_accuracy_per_class",
+    "block_mask", "mask_pixels", "MaskedPixelPretext", "augment", "info_nce", "ContrastivePretext", "cluster_pseudo_labels",
+    "ClusterPretext", "deepcluster", "family_of", "build_task", "train_task", "train_pretext", "layer_features",
+    "probe_layers", "EncoderClassifier", "encoder_classifier", "task_config", "load_pretext_task",
+]  # fmt: skip
 
 FAMILIES = ("rotation", "masked", "contrastive", "clustering")
 
@@ -58,6 +63,12 @@ LAYERS = ("conv", "last")
 #: The value hidden pixels take in the masked-prediction input. The digits lie in [0, 1] and
 #: their background is 0, so a hidden pixel set to 0 would look like blank paper.
 MASK_FILL = -1.0
+
+#: A task of pre-training seed s initialises its pretext head from seed s + HEAD_SEED_OFFSET
+#: (the encoder from s itself), so that the encoder does not depend on the family.
+HEAD_SEED_OFFSET = 1000
+#: The random rotations, masks or augmented views of pre-training seed s come from seed s + VIEWS_SEED_OFFSET.
+VIEWS_SEED_OFFSET = 2000
 
 
 @dataclass(frozen=True)
@@ -94,15 +105,13 @@ class PretextConfig:
 
 PRESETS: dict[str, PretextConfig] = {
     "pretext-nano": PretextConfig(channels=8, feature_dim=16, steps=4, batch_size=32, clusters=5, rounds=2),  # tests
-    "pretext-digits": PretextConfig(),  # the chapter's setting: 8×8 digits, a few seconds per family
+    "pretext-digits": PretextConfig(),  # 8×8 digits, a few seconds per family
 }
 
 
 def pretext_config(name: str = "pretext-digits", **overrides: Any) -> PretextConfig:
-    """A named preset with optional overrides (e.g. ``steps=600``)."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown pretext preset {name!r}; choose one of {sorted(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+    """The preset ``name`` of :data:`PRESETS` with optional overrides (e.g. ``steps=600``)."""
+    return preset(PRESETS, name, what="pretext", **overrides)
 
 
 class ConvEncoder(nn.Module):
@@ -113,9 +122,9 @@ class ConvEncoder(nn.Module):
         c = config.channels
         self.config = config
         self.body = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # H/2
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # H/4
+            nn.Conv2d(1, c, 3, padding=1), nn.ReLU(),  # (B, c, H, W)
+            nn.Conv2d(c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # (B, 2c, H/2, W/2)
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1, stride=2), nn.ReLU(),  # (B, 2c, H/4, W/4)
         )
         side = config.image_size // 4
         self.proj = nn.Linear(2 * c * side * side, config.feature_dim)
@@ -145,32 +154,22 @@ def build_encoder(config: PretextConfig, *, seed: int) -> ConvEncoder:
 
 # ---------------------------------------------------------------- 1. transformation prediction
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """All four rotations of every image, as in RotNet.
-
-    Args:
-        x: [B, 1, H, W] square images.
-
-    Returns:
-        ``(rotated [4B, 1, H, W], labels [4B])`` with label k for a rotation by k·90°.
-    """
+    """All four rotations of every image, as in RotNet: [B, 1, H, W] square images ->
+    ``(rotated [4B, 1, H, W], labels [4B])``, label k for a rotation by k·90° (all k = 0 first)."""
     rotated = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(4)])
     labels = torch.arange(4, device=x.device).repeat_interleave(len(x))
     return rotated, labels
 
 
 def random_rotation(x: torch.Tensor, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate each image by a random multiple of 90°, drawn on the CPU from ``generator``.
-
-    Args:
-        x: [B, 1, H, W] square images.
-        generator: the source of the random rotations.
+    """Rotate each image [B, 1, H, W] by a random multiple of 90°, drawn on the CPU from ``generator``.
 
     Returns:
         ``(rotated [B, 1, H, W], labels [B])`` with label k for a rotation by k·90°.
     """
     k = torch.randint(0, 4, (len(x),), generator=generator).to(x.device)
-    every = torch.stack([torch.rot90(x, j, dims=(-2, -1)) for j in range(4)])  # [4, B, 1, H, W]
-    return every[k, torch.arange(len(x), device=x.device)], k
+    every, _ = rotate_batch(x)  # [4B, 1, H, W], rotation j of image i at row j·B + i
+    return every[k * len(x) + torch.arange(len(x), device=x.device)], k
 
 
 class RotationPretext(nn.Module):
@@ -187,7 +186,7 @@ class RotationPretext(nn.Module):
 
     def step(self, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         x, labels = random_rotation(batch[0], generator=generator)
-        logits = self.head(self.encoder(x))
+        logits = self.head(self.encoder(x))  # [B, 4]
         return {"loss": F.cross_entropy(logits, labels), "acc": (logits.argmax(-1) == labels).float().mean()}
 
 
@@ -197,15 +196,9 @@ def rotation_accuracy_per_class(
 ) -> torch.Tensor:
     """How often the rotation classifier names the rotation, for the images of each class.
 
-    Every image is shown under all four rotations (:func:`rotate_batch`).
-
-    Args:
-        task: a trained :class:`RotationPretext`.
-        x: [N, 1, H, W] images.
-        y: [N] their class labels in ``0 .. num_classes - 1`` (used only to group the images).
-
-    Returns:
-        [C] float: the pretext accuracy over the 4·N_c rotated images of class c.
+    Every image of ``x`` [N, 1, H, W] is shown under all four rotations (:func:`rotate_batch`);
+    ``y`` [N] (classes ``0 .. C - 1``) only groups them. Returns [C]: the accuracy over the 4·N_c
+    rotated images of class c.
     """
     dev = torch.device(device) if device is not None else get_device()
     task.to(dev).eval()
@@ -221,14 +214,10 @@ def rotation_accuracy_per_class(
 def block_mask(
     batch_size: int, image_size: int, ratio: float, *, block: int = 2, device: Any = None, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """A Bernoulli mask of ``block``×``block`` pixel blocks, for masked-pixel prediction.
+    """A Bernoulli mask of ``block``×``block`` pixel blocks: [B, 1, H, W] float, 1 = hidden, 0 = visible.
 
     Each block is hidden independently with probability ``ratio``, drawn on the CPU from
-    ``generator``. Unlike MAE's per-sample shuffle, the number of hidden blocks varies from
-    image to image.
-
-    Returns:
-        [B, 1, H, W] float, 1 = hidden, 0 = visible.
+    ``generator``; unlike MAE's per-sample shuffle, the number of hidden blocks varies from image to image.
     """
     side = image_size // block
     blocks = (torch.rand(batch_size, 1, side, side, generator=generator) < ratio).float()
@@ -236,15 +225,8 @@ def block_mask(
 
 
 def mask_pixels(x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """The masked-prediction input: hidden pixels set to :data:`MASK_FILL`.
-
-    Args:
-        x: [B, 1, H, W] images in [0, 1].
-        hidden: [B, 1, H, W], 1 = hidden, 0 = visible (:func:`block_mask`).
-
-    Returns:
-        [B, 1, H, W]: visible pixels unchanged, hidden ones :data:`MASK_FILL`.
-    """
+    """The masked-prediction input: images ``x`` [B, 1, H, W] in [0, 1] with the pixels where ``hidden``
+    [B, 1, H, W] is 1 (:func:`block_mask`) set to :data:`MASK_FILL`, the others unchanged."""
     return torch.where(hidden.bool(), torch.full_like(x, MASK_FILL), x)
 
 
@@ -275,17 +257,8 @@ def augment(
     x: torch.Tensor, *, max_degrees: float = 15.0, max_shift: float = 0.15, scale: tuple[float, float] = (0.9, 1.1),
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """A random view of each image: small rotation, scaling and translation, then pixel noise.
-
-    Random numbers are drawn on the CPU from ``generator``.
-
-    Args:
-        x: [B, 1, H, W] in [0, 1].
-        generator: the source of the random views.
-
-    Returns:
-        [B, 1, H, W] augmented images.
-    """
+    """A random view of each image [B, 1, H, W] in [0, 1]: small rotation, scaling and translation, then
+    pixel noise; returns [B, 1, H, W] in [0, 1]. Random numbers are drawn on the CPU from ``generator``."""
     b = len(x)
     angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=generator)
@@ -298,17 +271,10 @@ def augment(
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The InfoNCE (NT-Xent) loss of SimCLR over a batch of positive pairs.
+    """The InfoNCE (NT-Xent) loss of SimCLR over B positive pairs: a scalar.
 
-    Each of the 2B embeddings must pick its partner view among the 2B − 1 others.
-
-    Args:
-        z1: [B, D] embeddings of the first views.
-        z2: [B, D] embeddings of the second views (row i pairs with row i of ``z1``).
-        temperature: softmax temperature.
-
-    Returns:
-        Scalar loss.
+    ``z1``, ``z2`` [B, D]: embeddings of the first and second views (row i of one pairs with row i
+    of the other). Each of the 2B embeddings must pick its partner view among the 2B − 1 others.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be [B, D], got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -331,7 +297,7 @@ class ContrastivePretext(nn.Module):
 
     def step(self, batch: tuple[torch.Tensor, ...], *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = batch[0]
-        z1 = self.projector(self.encoder(augment(x, generator=generator)))
+        z1 = self.projector(self.encoder(augment(x, generator=generator)))  # [B, 64]
         z2 = self.projector(self.encoder(augment(x, generator=generator)))
         return info_nce(z1, z2, self.encoder.config.temperature)
 
@@ -339,7 +305,7 @@ class ContrastivePretext(nn.Module):
 # ---------------------------------------------------------------- 4. clustering
 @torch.no_grad()
 def cluster_pseudo_labels(features: torch.Tensor, k: int, *, seed: int) -> torch.Tensor:
-    """k-means cluster ids of L2-normalised features, as pseudo-labels [N]."""
+    """k-means cluster ids of the L2-normalised features [N, D], as pseudo-labels [N]."""
     f = F.normalize(features.float(), dim=-1).cpu().numpy()
     km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(f)
     return torch.from_numpy(km.labels_.astype(np.int64))
@@ -355,30 +321,20 @@ class ClusterPretext(nn.Module):
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         x, pseudo = batch  # the pseudo-labels need no randomness
-        logits = self.head(self.encoder(x))
+        logits = self.head(self.encoder(x))  # [B, k]
         return {"loss": F.cross_entropy(logits, pseudo), "acc": (logits.argmax(-1) == pseudo).float().mean()}
-
-
-def _encode_all(encoder: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    encoder.eval()
-    with torch.no_grad():
-        f = torch.cat([encoder(x[i : i + 512].to(device)).cpu() for i in range(0, len(x), 512)])
-    encoder.train()
-    return f
 
 
 def deepcluster(
     task: ClusterPretext, x: torch.Tensor, *, seed: int, device: torch.device, progress: bool | None = None,
     callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
 ) -> History:
-    """DeepCluster's alternation: k-means on the features -> pseudo-labels -> train -> repeat.
+    """DeepCluster's alternation on images ``x`` [N, 1, H, W]: k-means on the features -> pseudo-labels -> train -> repeat.
 
-    A simplified DeepCluster: the features are L2-normalised but not PCA-whitened, and the
-    batches are drawn uniformly over images, not balanced over clusters. The classifier head
-    is re-initialised every round, because cluster ids are arbitrary; each round has its own
-    optimiser and learning-rate schedule. The returned history runs over all rounds: steps
-    and seconds count from the first round (the k-means time included), and ``callbacks``
-    receive those global step numbers.
+    The classifier head is re-initialised every round (seed + round), because cluster ids are
+    arbitrary; each round has its own optimiser and learning-rate schedule. The returned history
+    runs over all rounds: steps and seconds count from the first round (the k-means time
+    included), and ``callbacks`` receive those global step numbers.
     """
     cfg = task.encoder.config
     history = History()
@@ -386,16 +342,17 @@ def deepcluster(
     task.to(device)
     start = time.perf_counter()
     for r in range(cfg.rounds):
-        pseudo = cluster_pseudo_labels(_encode_all(task.encoder, x, device), cfg.clusters, seed=seed + r)
+        features = extract_features(task.encoder, x, batch_size=512, device=device)
+        task.train()
+        pseudo = cluster_pseudo_labels(features, cfg.clusters, seed=seed + r)
         with seeded(seed + r):
             task.head.reset_parameters()
         offset_steps, offset_seconds = len(history), time.perf_counter() - start
         shifted = [lambda i, v, cb=cb, o=offset_steps: cb(o + i, v) for cb in callbacks]
         h = train(task, (x, pseudo), lambda m, b: m.step(b), replace(cfg.recipe, steps=per_round), seed=seed + r,
                   device=device, progress=progress, desc=f"deepcluster round {r + 1}", callbacks=shifted)
-        for s, t in zip(h.step, h.seconds):
-            history.step.append(offset_steps + s)
-            history.seconds.append(offset_seconds + t)
+        history.step += [offset_steps + s for s in h.step]
+        history.seconds += [offset_seconds + t for t in h.seconds]
         for k, v in h.metrics.items():
             history.metrics.setdefault(k, []).extend(v)
     return history
@@ -403,10 +360,7 @@ def deepcluster(
 
 # ---------------------------------------------------------------- all four
 _TASKS: dict[str, Callable[[ConvEncoder], nn.Module]] = {
-    "rotation": RotationPretext,
-    "masked": MaskedPixelPretext,
-    "contrastive": ContrastivePretext,
-    "clustering": ClusterPretext,
+    "rotation": RotationPretext, "masked": MaskedPixelPretext, "contrastive": ContrastivePretext, "clustering": ClusterPretext,
 }
 
 
@@ -419,103 +373,74 @@ def family_of(task: nn.Module) -> str:
 
 
 def build_task(family: str, config: PretextConfig | str = "pretext-digits", *, seed: int = 0) -> nn.Module:
-    """A fresh pretext task: the encoder of :func:`build_encoder` (``seed``) and the family's head (``seed + 1000``)."""
+    """A fresh pretext task: the encoder of :func:`build_encoder` (``seed``) and the family's head (``seed + HEAD_SEED_OFFSET``)."""
     if family not in _TASKS:
         raise KeyError(f"unknown pretext family {family!r}; choose one of {FAMILIES}")
     cfg = pretext_config(config) if isinstance(config, str) else config
     encoder = build_encoder(cfg, seed=seed)
-    with seeded(seed + 1000):
+    with seeded(seed + HEAD_SEED_OFFSET):
         return _TASKS[family](encoder)
 
 
 def train_task(
-    task: nn.Module,
-    x: torch.Tensor,
-    *,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool | None = None,
-    callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
+    task: nn.Module, x: torch.Tensor, *, seed: int = 0, device: torch.device | str | None = None,
+    progress: bool | None = None, callbacks: Sequence[Callable[[int, Mapping[str, float]], None]] = (),
 ) -> History:
     """Pre-train a task of :func:`build_task` on unlabelled images ``x`` [N, 1, H, W] for ``config.steps`` steps.
 
-    ``seed`` fixes the batches and the random views / masks / rotations; ``callbacks``
-    (``callback(step, metrics)``) run after every step, as in :func:`lfd13.train.fit`.
+    ``seed`` fixes the batches, and ``seed + VIEWS_SEED_OFFSET`` the random views / masks / rotations;
+    ``callbacks`` (``callback(step, metrics)``) run after every step, as in :func:`lfd13.train.train`.
     """
     family, cfg = family_of(task), task.encoder.config
     dev = torch.device(device) if device is not None else get_device()
     if family == "clustering":
         return deepcluster(task, x, seed=seed, device=dev, progress=progress, callbacks=callbacks)  # type: ignore[arg-type]
-    views = make_generator(seed + 2000)  # the random rotations, masks or augmented views
+    views = make_generator(seed + VIEWS_SEED_OFFSET)
     return train(task, (x,), lambda m, b: m.step(b, generator=views), cfg.recipe, seed=seed, device=dev,
                  progress=progress, desc=f"pretext: {family}", callbacks=callbacks)
 
 
 def train_pretext(
-    family: str,
-    x: torch.Tensor,
-    *,
-    config: PretextConfig | str = "pretext-digits",
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    progress: bool | None = None,
+    family: str, x: torch.Tensor, *, config: PretextConfig | str = "pretext-digits", seed: int = 0,
+    device: torch.device | str | None = None, progress: bool | None = None,
 ) -> tuple[ConvEncoder, History]:
-    """Pre-train a fresh :class:`ConvEncoder` with one pretext family on unlabelled images.
+    """Pre-train a fresh :class:`ConvEncoder` with one of :data:`FAMILIES` on unlabelled images ``x`` [N, 1, H, W].
 
-    Args:
-        family: one of :data:`FAMILIES`.
-        x: [N, 1, H, W] unlabelled images.
-        config: a :class:`PretextConfig` or preset name.
-        seed: fixes the initial weights, the batches and the random views / masks.
-        device: where to train (default :func:`lfd13.get_device`).
-
-    Returns:
-        ``(encoder in eval mode, history)``.
+    ``config`` is a :class:`PretextConfig` or a preset name; ``seed`` fixes the initial weights,
+    the batches and the random views / masks. Returns ``(encoder in eval mode, history)``.
     """
     task = build_task(family, config, seed=seed)
     history = train_task(task, x, seed=seed, device=device, progress=progress)
     return task.encoder.eval(), history
 
 
-# ---------------------------------------------------------------- probing
+# ---------------------------------------------------------------- reading an encoder: probes and fine-tuning
 def layer_features(
     encoder: ConvEncoder, x: torch.Tensor, layer: str = "last", *, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Frozen features [N, F] of images ``x`` [N, 1, H, W] at one of :data:`LAYERS` (F = 256 for "conv", D for "last")."""
-    if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
     encoder.eval()
     return extract_features(lambda b: encoder.features(b, layer), x, device=device)
 
 
 def probe_layers(
-    encoder: ConvEncoder,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    train_idx: torch.Tensor,
-    eval_idx: torch.Tensor,
-    *,
+    encoder: ConvEncoder, x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, eval_idx: torch.Tensor, *,
     device: torch.device | str | None = None,
 ) -> dict[str, float]:
-    """Linear-probe accuracy of each of :data:`LAYERS`: fit on ``train_idx``, score on ``eval_idx``.
+    """Linear-probe accuracy ``{layer: accuracy}`` of each of :data:`LAYERS`: fit on ``train_idx``, score on ``eval_idx``.
 
     The probe's regularisation is chosen by cross-validation on the ``train_idx`` examples
     (``linear_probe(c="cv")``). Give a validation subset of the training pool as ``eval_idx``
     (:func:`lfd13.sampling.split_indices`) to watch a run without touching the test set.
-
-    Returns:
-        ``{"conv": accuracy, "last": accuracy}``.
     """
-    idx = torch.cat([train_idx, eval_idx])
+    idx, n = torch.cat([train_idx, eval_idx]), len(train_idx)
     out = {}
     for layer in LAYERS:
         f = layer_features(encoder, x[idx], layer, device=device)
-        n = len(train_idx)
         out[layer] = linear_probe(f[:n], y[train_idx], f[n:], y[eval_idx], c="cv")
     return out
 
 
-# ---------------------------------------------------------------- transfer: fine-tuning and the from-scratch baseline
 class EncoderClassifier(nn.Module):
     """A :class:`ConvEncoder` (pre-trained or random) with a linear head, fine-tuned end to end: [B, 1, H, W] -> [B, C]."""
 
@@ -537,95 +462,20 @@ def encoder_classifier(encoder: ConvEncoder, *, num_classes: int = 10, seed: int
         return EncoderClassifier(copy, num_classes)
 
 
-scratch_cnn = build_digits_cnn  # TODO(H1): use lfd13.cnn directly
-SCRATCH_RECIPE = DIGITS_CNN_RECIPE
+# ---------------------------------------------------------------- saved tasks
+def task_config(task: nn.Module) -> dict[str, Any]:
+    """What a saved task's JSON holds as ``config``: its family and its :class:`PretextConfig`, enough to rebuild it."""
+    return {"family": family_of(task), **asdict(task.encoder.config)}
 
 
-# ---------------------------------------------------------------- checkpoints
-#: The command that (re)creates the shipped pretext checkpoints ``pretext_<family>_seed<s>``.
-RECREATE = "python -m lfd13.pretrain pretext"
+def load_pretext_task(name_or_path: str | Path, *, directory: Path | str | None = None) -> tuple[nn.Module, shipped.CheckpointInfo]:
+    """A task saved by :func:`lfd13.shipped.save_model` (kind ``"pretext"``, config :func:`task_config`), hashes checked.
 
-#: The pre-training seeds of the shipped checkpoints: one checkpoint per family and seed.
-SHIPPED_SEEDS = (0, 1, 2)
-
-
-def checkpoint_name(family: str, seed: int) -> str:
-    """``"pretext_rotation_seed0"`` etc."""
-    return f"pretext_{family}_seed{seed}"
-
-
-def save_checkpoint(
-    task: nn.Module, name: str, *, recipe: dict[str, Any], result: dict[str, Any], command: str = RECREATE,
-    directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
-    """Save a trained task (encoder and pretext head) as the checkpoint ``name`` (see :mod:`lfd13.shipped`)."""
-    config = {"family": family_of(task), **asdict(task.encoder.config)}
-    return shipped.save(name, task.state_dict(), kind="pretext", command=command, config=config, recipe=recipe,
-                        result=result, directory=directory)
-
-
-def load_checkpoint(
-    name_or_path: str | Path, *, device: torch.device | str | None = None, directory: Path | str | None = None
-) -> tuple[nn.Module, shipped.CheckpointInfo]:
-    """Load a pretext checkpoint (e.g. ``"pretext_rotation_seed0"``) after checking its sha256.
-
-    Returns:
-        ``(task in eval mode, info)``: the task's ``.encoder`` is the :class:`ConvEncoder`;
-        ``info.result`` holds what the run recorded (loss curve, validation probes by step).
+    Returns ``(task on the CPU in eval mode, info)``; the task's ``.encoder`` is the :class:`ConvEncoder`.
     """
-    state, info = shipped.load(name_or_path, kind="pretext", command=RECREATE, directory=directory)
-    fields = dict(info.config)
-    family = fields.pop("family")
-    task = shipped.load_weights(build_task(family, PretextConfig(**fields)), state, info)
-    return task.to(device or "cpu").eval(), info
 
+    def build(info: shipped.CheckpointInfo, _: Path) -> nn.Module:
+        fields = dict(info.config)
+        return build_task(fields.pop("family"), PretextConfig(**fields))
 
-# --------------------------------------------------------------------------- what transfer buys (slide 8)
-
-#: Chapter 1b's probe runs: run r draws its labelled images with seed r and reads the encoder of
-#: pre-training seed ``r % len(SHIPPED_SEEDS)``. The CNN from scratch uses the same label draws.
-PROBE_RUNS = tuple(range(6))
-
-#: Labels per class of the data-efficiency comparison; labels per class and the validation
-#: interval of the fine-tuning comparison.
-BENEFIT_BUDGETS, FINETUNE_LABELS, FINETUNE_EVAL_EVERY = (1, 10), 10, 20
-
-#: The record of Chapter 1b's trainings for slide 8 (the JSON file alone) and its command.
-BENEFITS = "pretext_benefits"
-BENEFITS_RECORD = "python -m lfd13.pretrain pretext-benefits"
-
-
-def best_by_validation(infos: Mapping[str, Sequence[shipped.CheckpointInfo]]) -> tuple[str, str]:
-    """The (family, layer) whose recorded validation probe, at the end of pre-training, is best on average over seeds.
-
-    ``infos``: family -> the shipped checkpoints' infos, one per seed (``info.result["validation_probe"]``).
-    """
-    return max(((f, layer) for f in infos for layer in LAYERS),
-               key=lambda k: float(np.mean([info.result["validation_probe"][k[1]][-1] for info in infos[k[0]]])))
-
-
-def scratch_accuracy(digits: Any, n: int, draw: int, *, device: torch.device | str | None = None) -> float:
-    """Test accuracy of Chapter 1a's CNN (:func:`scratch_cnn`) trained from scratch on ``n`` labels per class of ``draw``."""
-    idx = subset_indices(digits.y_train, n, seed=draw)
-    return train_and_test(scratch_cnn(seed=draw), (digits.x_train[idx], digits.y_train[idx]), (digits.x_test, digits.y_test),
-                          SCRATCH_RECIPE, seed=draw, device=device).accuracy
-
-
-def finetune_run(encoder: ConvEncoder, digits: Any, seed: int, *, n_val: int, device: torch.device | str | None = None) -> TrainTestResult:
-    """Fine-tune a copy of ``encoder`` with a fresh linear head on :data:`FINETUNE_LABELS` labels per class.
-
-    The labelled images are the probes' draw ``seed``; ``n_val`` further images per class are the
-    validation split, scored every :data:`FINETUNE_EVAL_EVERY` steps, and the best step's weights
-    are tested (:func:`lfd13.evaluation.train_and_test` with :data:`SCRATCH_RECIPE`).
-    """
-    tr, va = split_indices(digits.y_train, FINETUNE_LABELS, n_val, seed=seed)
-    return train_and_test(encoder_classifier(encoder, seed=seed), (digits.x_train[tr], digits.y_train[tr]),
-                          (digits.x_test, digits.y_test), SCRATCH_RECIPE, seed=seed, device=device,
-                          validation=(digits.x_train[va], digits.y_train[va]), eval_every=FINETUNE_EVAL_EVERY)
-
-
-def load_benefits(name_or_path: str | Path = BENEFITS, *, directory: Path | str | None = None) -> shipped.CheckpointInfo:
-    """The record of :data:`BENEFITS`: ``result["scratch"][n]`` the CNN's test accuracy per probe run,
-    ``result["finetune"][start]`` one :meth:`~lfd13.evaluation.TrainTestResult.to_record` row per seed
-    (``start``: ``"pre-trained"`` or ``"random weights"``), ``result["family"]`` the family fine-tuned."""
-    return shipped.load_record(name_or_path, command=BENEFITS_RECORD, directory=directory)
+    return shipped.load_model(name_or_path, kind="pretext", build=build, directory=directory)

@@ -1,4 +1,4 @@
-"""Tests for lfd13.pretext: tiny configs on the CPU."""
+"""Tests for lfd13.pretext and its two experiments (pretext pre-training, transfer benefits): tiny configs on the CPU."""
 
 from __future__ import annotations
 
@@ -23,20 +23,16 @@ from lfd13.pretext import (
     block_mask,
     build_encoder,
     build_task,
-    checkpoint_name,
     cluster_pseudo_labels,
     encoder_classifier,
     family_of,
     info_nce,
     layer_features,
-    load_checkpoint,
     mask_pixels,
     pretext_config,
     probe_layers,
     rotate_batch,
     rotation_accuracy_per_class,
-    save_checkpoint,
-    scratch_cnn,
     train_pretext,
     train_task,
 )
@@ -225,66 +221,60 @@ def test_train_task_callbacks_get_global_steps_in_every_family(images):
         assert seen == [1, 2, 3, 4], family
 
 
-def test_checkpoint_round_trip(images, tmp_path):
-    task = build_task("masked", NANO, seed=0)
-    train_task(task, images, seed=0, device="cpu", progress=False)
-    name = checkpoint_name("masked", 0)
-    save_checkpoint(task, name, recipe={"steps": NANO.steps}, result={"loss_per_10_steps": [0.1]}, directory=tmp_path)
-    loaded, info = load_checkpoint(name, directory=tmp_path)
-    assert isinstance(loaded, MaskedPixelPretext) and info.config["family"] == "masked"
-    torch.testing.assert_close(loaded.encoder(images[:3]), task.encoder.eval()(images[:3]))
-    with pytest.raises(FileNotFoundError, match="python -m lfd13.pretrain pretext"):
-        load_checkpoint("pretext_jigsaw_seed0", directory=tmp_path)
-
-
-def test_shipped_pretext_checkpoints_load():
-    from lfd13.pretext import SHIPPED_SEEDS
-
-    for family in FAMILIES:
-        for seed in SHIPPED_SEEDS:
-            task, info = load_checkpoint(checkpoint_name(family, seed))
-            assert family_of(task) == family and info.command == "python -m lfd13.pretrain pretext"
-            assert len(info.result["loss_per_10_steps"]) == info.recipe["steps"] // 10
-            assert info.result["validation_probe"]["step"][-1] == info.recipe["steps"]
-
-
-def test_encoder_classifier_copies_the_encoder_and_scratch_cnn_shapes():
+def test_encoder_classifier_copies_the_encoder():
     enc = build_encoder(NANO, seed=0)
     clf = encoder_classifier(enc, seed=1)
     x = torch.rand(3, 1, 8, 8)
     assert clf(x).shape == (3, 10)
     torch.testing.assert_close(clf.encoder(x), enc(x))
     assert clf.encoder is not enc  # fine-tuning leaves the original encoder as it was
-    assert scratch_cnn(seed=0)(x).shape == (3, 10)
 
 
 def test_best_by_validation_reads_the_last_validation_probe() -> None:
-    from lfd13.pretext import best_by_validation
-    from lfd13.shipped import CheckpointInfo
+    from lfd13.experiments.pretext_pretraining import Result, ValidationProbe
 
-    def info(conv: list[float], last: list[float]) -> CheckpointInfo:
-        return CheckpointInfo(name="x", kind="pretext", command="c", config={}, recipe={},
-                              result={"validation_probe": {"conv": conv, "last": last}})
+    def probe(conv: list[float], last: list[float]) -> ValidationProbe:
+        return ValidationProbe(steps=(0, 10), accuracy={"conv": tuple(conv), "last": tuple(last)}, seconds=0.0)
 
-    infos = {"a": [info([0.1, 0.9], [0.1, 0.5]), info([0.1, 0.7], [0.1, 0.5])],  # conv: 0.8 on average at the end
-             "b": [info([0.9, 0.6], [0.2, 0.85]), info([0.9, 0.6], [0.2, 0.85])]}  # last: 0.85, but conv falls to 0.6
-    assert best_by_validation(infos) == ("b", "last")
+    result = Result(probes={
+        "a": (probe([0.1, 0.9], [0.1, 0.5]), probe([0.1, 0.7], [0.1, 0.5])),  # conv: 0.8 on average at the end
+        "b": (probe([0.9, 0.6], [0.2, 0.85]), probe([0.9, 0.6], [0.2, 0.85])),  # last: 0.85, but conv falls to 0.6
+    })
+    assert result.best_by_validation() == ("b", "last")
 
 
-def test_the_benefits_record_covers_every_run_of_chapter_1b() -> None:
-    from lfd13.evaluation import TrainTestResult
-    from lfd13.pretext import (BENEFIT_BUDGETS, BENEFITS_RECORD, FAMILIES, FINETUNE_EVAL_EVERY, PROBE_RUNS, SCRATCH_RECIPE,
-                               SHIPPED_SEEDS, load_benefits)
+def test_the_shipped_runs_cover_their_settings() -> None:
+    from lfd13.experiments import pretext_benefits, pretext_pretraining
 
-    info = load_benefits()
-    result = info.result
-    assert info.kind == "record" and info.command == BENEFITS_RECORD and result["family"] in FAMILIES
-    assert sorted(result["scratch"], key=int) == [str(n) for n in BENEFIT_BUDGETS]
-    assert all(len(accs) == len(PROBE_RUNS) and all(0 < a <= 1 for a in accs) for accs in result["scratch"].values())
-    for start in ("pre-trained", "random weights"):
-        runs = [TrainTestResult.from_record(r) for r in result["finetune"][start]]
-        assert len(runs) == len(SHIPPED_SEEDS)
+    pre = pretext_pretraining.load()
+    assert set(pre.probes) == set(pretext_pretraining.SETTINGS.families)
+    assert all(len(ps) == len(pretext_pretraining.SETTINGS.seeds) and all(p.steps == pretext_pretraining.SETTINGS.probe_steps
+                                                                           for p in ps) for ps in pre.probes.values())
+    settings, result = pretext_benefits.SETTINGS, pretext_benefits.load()
+    assert result.family == pre.best_by_validation()[0]  # the family fine-tuned is the one chosen on validation
+    assert sorted(result.scratch) == list(settings.budgets)
+    assert all(len(accs) == len(settings.probe_runs) and all(0 < a <= 1 for a in accs) for accs in result.scratch.values())
+    for start in pretext_benefits.STARTS:
+        runs = result.finetune[start]
+        assert len(runs) == len(settings.pretraining.seeds)
         for r in runs:
             steps = [s for s, _ in r.history.evals["validation"]]
-            assert steps == list(range(FINETUNE_EVAL_EVERY, SCRATCH_RECIPE.steps + 1, FINETUNE_EVAL_EVERY))
+            assert steps == list(range(settings.eval_every, settings.recipe.steps + 1, settings.eval_every))
             assert r.best_step in steps and 0 < r.accuracy <= 1
+
+
+def test_an_unknown_preset_lists_the_known_ones() -> None:
+    from lfd13.runtime import UnknownPresetError
+
+    with pytest.raises(UnknownPresetError, match="pretext-digits"):
+        pretext_config("pretext-huge")
+
+
+def test_the_label_bottleneck_chapter_trains_the_package_cnn() -> None:
+    """Chapter 1's curve and the transfer comparisons train one network: lfd13.cnn.build_digits_cnn."""
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[2] / "book" / "01_label_bottleneck.ipynb").read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "build_digits_cnn(" in code and "nn.Conv2d" not in code
