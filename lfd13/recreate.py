@@ -37,6 +37,8 @@ from lfd13.experiments import (
 )
 from lfd13.runtime import setup
 
+__all__ = ["ENTRIES", "entry", "main", "owner"]
+
 #: Every row, in dependency order (a row may read files written by rows above it).
 ENTRIES: tuple[Entry, ...] = (
     *pretext_pretraining.ENTRIES,  # Chapter 1b
