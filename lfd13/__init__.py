@@ -16,7 +16,8 @@ subpackage), never from its own layer or above, so there is no import cycle
 
 0. :mod:`~lfd13.style`, :mod:`~lfd13.sampling`, :mod:`~lfd13.shipped` — leaves: plot style,
    few-label sampling, the one format of shipped checkpoints and results;
-1. :mod:`~lfd13.runtime` — device, seeds, threads, preset lookup, the ignored label;
+1. :mod:`~lfd13.runtime`, :mod:`~lfd13.optim` — device, seeds, threads, preset lookup, the ignored label;
+   the recipe, AdamW and its schedule;
 2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting` —
    data sets, the training loop and recipes, loading pretrained and hub models, figures;
 3. :mod:`~lfd13.evaluation`, :mod:`~lfd13.cnn` — probes and few-label experiments; the small digits CNN;

@@ -19,7 +19,7 @@ ROOT = Path(lfd13.__file__).parent
 #: Layer of each top-level module or subpackage of lfd13, lowest first.
 LAYERS: dict[str, int] = {
     "style": 0, "sampling": 0, "shipped": 0,
-    "runtime": 1,
+    "runtime": 1, "optim": 1,
     "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2,
     "evaluation": 3, "cnn": 3,
     "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4, "mae": 4,

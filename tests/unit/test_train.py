@@ -185,3 +185,24 @@ def test_seconds_per_step_times_the_step():
     seconds = seconds_per_step(model, loss_fn, steps=3, repeats=2, device="cpu")
     assert calls == [0, 1, 2, 3, 0, 1, 2, 3]  # one warm-up step per repeat
     assert seconds > 0
+
+
+def test_warmup_cosine_is_transformers_schedule_one_step_ahead():
+    """The same warm-up and cosine as transformers', except that the first step already has ``lr / warmup``."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    from lfd13.optim import warmup_cosine
+
+    def rates(make, steps=12):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, out = make(opt), []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    ours = rates(lambda o: warmup_cosine(o, warmup=4, total=12))
+    theirs = rates(lambda o: get_cosine_schedule_with_warmup(o, num_warmup_steps=4, num_training_steps=12))
+    assert ours[:4] == [0.25, 0.5, 0.75, 1.0] and theirs[:4] == [0.0, 0.25, 0.5, 0.75]
+    assert ours[4:] == pytest.approx(theirs[4:], abs=1e-12)  # the cosine part is the same
