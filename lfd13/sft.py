@@ -11,7 +11,7 @@ Steps two and three (a reward model, then PPO) are not reproduced here.
 
 At course scale everything is characters: a tiny ``GPT2LMHeadModel`` (:func:`build_char_gpt`,
 preset ``"gpt-nano-char"``: 2 layers, width 128) over :data:`CHARS` is pre-trained on English
-text cut into windows (:func:`corpus_blocks`; the shipped checkpoint ``gpt-nano-char``, read by
+text cut into windows (the shipped checkpoint ``gpt-nano-char``, read by
 :func:`load_char_gpt`), then fine-tuned on generated instructions: ``reverse``, ``upper``,
 ``length`` and ``sort`` of a random string of lower-case letters. Exact match on *held-out*
 strings (:func:`exact_match`, greedy decoding with transformers' ``generate``) measures what it learned.
@@ -40,7 +40,6 @@ from lfd13.train import History, Recipe, train, trim_padding
 __all__ = [
     "CHARS", "TASK_CHARS", "TEXT_CHARS", "TASKS", "SEPARATOR", "PROMPT_END", "MIN_LEN", "MAX_LEN",
     "CharTokenizer", "Example", "make_prompt", "make_examples", "word_of", "encode_examples",
-    "clean_text", "corpus_blocks",
     "CharGPTConfig", "PRESETS", "build_char_gpt", "CHECKPOINT_KIND", "PRETRAINED", "load_char_gpt",
     "lm_step", "SFTLoss", "RESPONSE_ONLY", "EVERY_TOKEN", "EVERY_TOKEN_PER_RESPONSE", "sft_step", "sft_data", "train_sft",
     "generate", "response_scores", "exact_match",
@@ -58,12 +57,10 @@ PROMPT_END = ">"  # last character of every prompt
 MIN_LEN, MAX_LEN = 3, 8  # letters in the strings the instructions apply to (by default)
 #: The SFT tasks' characters: letters, digits, the separator and the prompt's end.
 TASK_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:>"
-#: What English text adds: space and punctuation (see :func:`clean_text`).
+#: What English text adds: space and punctuation.
 TEXT_CHARS = " .,;!?'\"-()"
 #: The character vocabulary shared by pre-training and SFT.
 CHARS = TASK_CHARS + TEXT_CHARS
-#: Typographic characters of the corpus written as their plain equivalents; others outside CHARS are dropped.
-PLAIN = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-", "`": "'"}
 
 
 class CharTokenizer:
@@ -176,36 +173,6 @@ def encode_examples(
         for i, k in enumerate(n_prompt):
             labels[i, :k] = IGNORE_INDEX
     return ids, mask, labels
-
-
-def clean_text(text: str, chars: str = CHARS) -> str:
-    """``text`` in the vocabulary ``chars``: curly quotes and dashes made plain, other unknown characters dropped, spaces collapsed."""
-    known = set(chars)
-    plain = "".join(c for c in (PLAIN.get(c, c) for c in text) if c in known)
-    return " ".join(plain.split())
-
-
-def corpus_blocks(
-    texts: Sequence[str], tokenizer: CharTokenizer, *, block: int, stride: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Windows of ``block`` characters over the documents, for next-character pre-training.
-
-    Each document is cleaned (:func:`clean_text`) and ended by ``[EOS]``; the documents are
-    concatenated and cut into windows that start every ``stride`` characters (default
-    ``block``: no overlap). Every position is scored.
-
-    Returns:
-        ``(input_ids [N, block], attention_mask [N, block], labels [N, block])``, the format of
-        :func:`encode_examples`, so :func:`lm_step` trains on them.
-    """
-    stride = stride or block
-    if block < 2 or stride < 1:
-        raise ValueError(f"need block >= 2 and stride >= 1, got block={block}, stride={stride}")
-    stream = [i for t in texts for i in tokenizer.encode(clean_text(t, tokenizer.chars)) + [tokenizer.eos_id]]
-    if len(stream) < block:
-        raise ValueError(f"the texts hold {len(stream)} characters, fewer than one block of {block}")
-    ids = torch.tensor(stream, dtype=torch.long).unfold(0, block, stride).contiguous()  # (N, block)
-    return ids, torch.ones_like(ids), ids.clone()
 
 
 @dataclass(frozen=True)

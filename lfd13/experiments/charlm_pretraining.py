@@ -2,7 +2,7 @@
 
 The model (:func:`lfd13.sft.build_char_gpt`, preset ``gpt-nano-char``) learns to predict the next
 character of the corpus's training documents, cut into overlapping windows
-(:func:`lfd13.sft.corpus_blocks`); the held-out documents measure it in bits per character,
+(:func:`corpus_blocks`); the held-out documents measure it in bits per character,
 beside a unigram model of the training text (character frequencies alone). It ships as the
 checkpoint ``gpt-nano-char``; its JSON holds the settings and these measurements.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,46 @@ from lfd13.experiments import Entry, command
 from lfd13.runtime import IGNORE_INDEX, get_device, preset
 from lfd13.train import History, Recipe, train
 
-__all__ = ["NAME", "Settings", "SETTINGS", "TINY", "Result", "model_config", "held_out_loss", "train_char_gpt", "run", "load",
+__all__ = ["NAME", "PLAIN", "clean_text", "corpus_blocks", "Settings", "SETTINGS", "TINY", "Result", "model_config", "held_out_loss",
+           "train_char_gpt", "run", "load",
            "files", "write", "check", "ENTRIES"]
 
 #: The checkpoint this experiment writes.
 NAME = sft.PRETRAINED
+
+
+#: Typographic characters of the corpus written as their plain equivalents; others outside CHARS are dropped.
+PLAIN = {"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2014": "-", "\u2013": "-", "`": "'"}
+
+
+def clean_text(text: str, chars: str = sft.CHARS) -> str:
+    """``text`` in the vocabulary ``chars``: curly quotes and dashes made plain, other unknown characters dropped, spaces collapsed."""
+    known = set(chars)
+    plain = "".join(c for c in (PLAIN.get(c, c) for c in text) if c in known)
+    return " ".join(plain.split())
+
+
+def corpus_blocks(
+    texts: Sequence[str], tokenizer: sft.CharTokenizer, *, block: int, stride: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows of ``block`` characters over the documents, for next-character pre-training.
+
+    Each document is cleaned (:func:`clean_text`) and ended by ``[EOS]``; the documents are
+    concatenated and cut into windows that start every ``stride`` characters (default
+    ``block``: no overlap). Every position is scored.
+
+    Returns:
+        ``(input_ids [N, block], attention_mask [N, block], labels [N, block])``, the format of
+        :func:`encode_examples`, so :func:`lm_step` trains on them.
+    """
+    stride = stride or block
+    if block < 2 or stride < 1:
+        raise ValueError(f"need block >= 2 and stride >= 1, got block={block}, stride={stride}")
+    stream = [i for t in texts for i in tokenizer.encode(clean_text(t, tokenizer.chars)) + [tokenizer.eos_id]]
+    if len(stream) < block:
+        raise ValueError(f"the texts hold {len(stream)} characters, fewer than one block of {block}")
+    ids = torch.tensor(stream, dtype=torch.long).unfold(0, block, stride).contiguous()  # (N, block)
+    return ids, torch.ones_like(ids), ids.clone()
 
 
 @dataclass(frozen=True)
@@ -106,8 +142,8 @@ def train_char_gpt(settings: Settings = SETTINGS, *, device: Any = None, progres
     """
     corpus = load_corpus(held_out=settings.held_out, seed=settings.split_seed)
     tokenizer = sft.CharTokenizer()
-    train_data = sft.corpus_blocks(corpus.texts("train"), tokenizer, block=settings.block, stride=settings.stride)
-    test_data = sft.corpus_blocks(corpus.texts("test"), tokenizer, block=settings.block)
+    train_data = corpus_blocks(corpus.texts("train"), tokenizer, block=settings.block, stride=settings.stride)
+    test_data = corpus_blocks(corpus.texts("test"), tokenizer, block=settings.block)
     counts = Counter(train_data[0][:: settings.block // settings.stride].flatten().tolist())  # non-overlapping windows
     n = sum(counts.values())
     unigram_bits = -sum(c / n * math.log2(c / n) for c in counts.values())

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lfd13.experiments.charlm_pretraining import clean_text, corpus_blocks
 from lfd13 import sft
 from lfd13.experiments import charlm_pretraining
 from lfd13.runtime import IGNORE_INDEX, UnknownPresetError
@@ -29,14 +30,14 @@ def test_tokenizer_round_trip(tok):
 
 
 def test_clean_text_and_corpus_blocks(tok):
-    assert sft.clean_text("\u201cNo,\u201d  she said \u2014 it\u2019s [1] _here_") == "\"No,\" she said - it's 1 here"
-    ids, mask, labels = sft.corpus_blocks(["abcdefgh", "xyz"], tok, block=4, stride=2)
+    assert clean_text("\u201cNo,\u201d  she said \u2014 it\u2019s [1] _here_") == "\"No,\" she said - it's 1 here"
+    ids, mask, labels = corpus_blocks(["abcdefgh", "xyz"], tok, block=4, stride=2)
     stream = tok.encode("abcdefgh") + [tok.eos_id] + tok.encode("xyz") + [tok.eos_id]  # 13 ids
     assert ids.shape == mask.shape == labels.shape == (5, 4) and bool(mask.all()) and torch.equal(ids, labels)
     assert ids[0].tolist() == stream[:4] and ids[1].tolist() == stream[2:6] and ids[-1].tolist() == stream[8:12]
-    assert sft.corpus_blocks(["abcdefgh"], tok, block=4)[0].shape == (2, 4)  # no overlap by default
+    assert corpus_blocks(["abcdefgh"], tok, block=4)[0].shape == (2, 4)  # no overlap by default
     with pytest.raises(ValueError, match="fewer than one block"):
-        sft.corpus_blocks(["ab"], tok, block=8)
+        corpus_blocks(["ab"], tok, block=8)
 
 
 def test_tasks_and_examples():
@@ -102,7 +103,7 @@ def test_sft_loss_weightings_agree_with_the_library_loss(tok):
 
 
 def test_held_out_loss(tok):
-    data = sft.corpus_blocks(["the cat sat on the mat. " * 8], tok, block=12)
+    data = corpus_blocks(["the cat sat on the mat. " * 8], tok, block=12)
     model = sft.build_char_gpt(sft.CharGPTConfig(n_layer=1, n_embd=16, n_head=2, n_positions=12), seed=0)
     torch.testing.assert_close(charlm_pretraining.held_out_loss(model, data, batch_size=3, device="cpu"), float(sft.lm_step(model, data).detach()))
 
