@@ -41,10 +41,8 @@ from tqdm.auto import tqdm
 from lfd13.optim import Recipe, build_optimizer, param_groups, warmup_cosine
 from lfd13.runtime import get_device
 
-__all__ = [
-    "History", "Recipe", "StepFn", "build_optimizer", "classification_step", "fit", "param_groups",
-    "seconds_per_step", "to_device", "train", "warmup_cosine",
-]
+# Recipe, build_optimizer, param_groups and warmup_cosine are lfd13.optim's (imported here for the loop and for callers).
+__all__ = ["History", "StepFn", "classification_step", "fit", "seconds_per_step", "to_device", "train"]
 
 Batch = Union[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]
 StepOutput = Union[torch.Tensor, Mapping[str, torch.Tensor]]
