@@ -124,9 +124,7 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
         raise TypeError(f"config must be a peft config (LoraConfig, PromptTuningConfig…), got {type(config).__name__}")
     task = getattr(config, "task_type", None)
     if str(getattr(task, "value", task)) != "SEQ_CLS":
-        raise ValueError(
-            f"config.task_type is {task!r}; use task_type='SEQ_CLS' so that peft keeps the classifier head trainable"
-        )
+        raise ValueError(f"config.task_type is {task!r}; use task_type='SEQ_CLS' so that peft keeps the classifier head trainable")
     if isinstance(model, PeftModel):
         raise TypeError("model is already a PeftModel; apply a peft config to a fresh classifier")
     if config.is_prompt_learning and fix_pooling:
@@ -177,9 +175,7 @@ def freeze_all_but_head(model: nn.Module) -> nn.Module:
     """
     heads = [name for name, _ in model.named_children() if name in ("classifier", "score")]
     if not heads:
-        raise TypeError(
-            f"{type(model).__name__} has no 'classifier' or 'score' head; pass a transformers sequence classifier"
-        )
+        raise TypeError(f"{type(model).__name__} has no 'classifier' or 'score' head; pass a transformers sequence classifier")
     for name, p in model.named_parameters():
         p.requires_grad_(name.split(".", 1)[0] in heads)
     return model
@@ -221,13 +217,9 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return _nbytes(v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
 
 
-def training_memory(
-    model: nn.Module,
-    batch: tuple[torch.Tensor, ...],
-    *,
-    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = sequence_classification_step,
-    device: torch.device | str | None = None,
-) -> TrainingMemory:
+def training_memory(model: nn.Module, batch: tuple[torch.Tensor, ...], *,
+                    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = sequence_classification_step,
+                    device: torch.device | str | None = None) -> TrainingMemory:
     """Measure gradient and AdamW-state memory with one real optimiser step that changes nothing.
 
     The step uses ``lr=0`` and no weight decay, so the weights stay as they were; the
@@ -350,9 +342,8 @@ def energy_in_top_k(delta: torch.Tensor, k: int) -> float:
     return float(s2[:k].sum()) / total
 
 
-def update_energy(
-    before: nn.Module, after: nn.Module, *, k: int, kinds: Sequence[str] = ("query", "value")
-) -> dict[str, list[float]]:
+def update_energy(before: nn.Module, after: nn.Module, *, k: int,
+                  kinds: Sequence[str] = ("query", "value")) -> dict[str, list[float]]:
     """For each attention matrix kind, layer by layer: :func:`energy_in_top_k` of its update ``after - before``."""
     return {kind: [energy_in_top_k(delta, k) for delta in
                    weight_updates(before, after, suffix=f"attention.self.{kind}.weight").values()] for kind in kinds}
@@ -384,17 +375,9 @@ class LoraAdapter(nn.Module):
         return set_peft_model_state_dict(self.model, dict(state_dict))
 
 
-def save_adapter(
-    model: PeftModel,
-    name: str,
-    *,
-    seed: int,
-    command: str,
-    recipe: dict[str, Any],
-    result: dict[str, Any] | None = None,
-    base: str = DEFAULT_TEXT_ENCODER,
-    directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
+def save_adapter(model: PeftModel, name: str, *, seed: int, command: str, recipe: dict[str, Any],
+                 result: dict[str, Any] | None = None, base: str = DEFAULT_TEXT_ENCODER,
+                 directory: Path | str = shipped.CHECKPOINT_DIR) -> shipped.CheckpointInfo:
     """Save a LoRA classifier's adapter (the ``A``/``B`` matrices and the head) as a checkpoint.
 
     The frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
@@ -417,13 +400,9 @@ def save_adapter(
                               result=result, directory=directory)
 
 
-def load_adapter(
-    name_or_path: str | Path,
-    *,
-    classifier: PreTrainedModel | None = None,
-    device: torch.device | str | None = None,
-    directory: Path | str | None = None,
-) -> tuple[PeftModel, shipped.CheckpointInfo]:
+def load_adapter(name_or_path: str | Path, *, classifier: PreTrainedModel | None = None,
+                 device: torch.device | str | None = None,
+                 directory: Path | str | None = None) -> tuple[PeftModel, shipped.CheckpointInfo]:
     """Load a LoRA adapter saved by :func:`save_adapter` after checking its sha256.
 
     Args:
