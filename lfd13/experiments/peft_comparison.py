@@ -21,6 +21,7 @@ the sweep's largest-rank adapter with alpha fixed ships as a checkpoint (:attr:`
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -112,10 +113,10 @@ def adapter_name(ranks: Iterable[int]) -> str:
     return f"lora_newsgroups_r{max(ranks)}"
 
 
-#: The shipped run, and a smoke run (a few posts, two steps, one rate per grid, one rank).
+#: The shipped run, and a smoke run (a few posts, one step, one rate per grid, one rank).
 SETTINGS = Settings()
 TINY = Settings(n_per_class=2, n_val_per_class=1, n_test_per_class=2, max_length=12,
-                budget=replace(FULL_FINETUNE, steps=2, warmup=1, batch_size=4), lora_rank=2,
+                budget=replace(FULL_FINETUNE, steps=1, warmup=0, batch_size=4), lora_rank=2,
                 full_rates=(1e-4,), lora_rates=(5e-3,), prompt_rates=(3e-1,), head_rates=(3e-1,), seeds=(0,),
                 ranks=(4,))
 
@@ -215,9 +216,10 @@ def learning_rate_search(settings: Settings, news: TextSplit, tokenizer: PreTrai
     seed = settings.search_seed
     train = training_posts(news, tokenizer, seed, settings)
     validation = validation_posts(news, tokenizer, seed, settings)
+    initial = build_sequence_classifier(encoder, num_labels=news.num_classes, seed=seed)
 
     def classifier() -> PreTrainedModel:
-        return build_sequence_classifier(encoder, num_labels=news.num_classes, seed=seed)
+        return copy.deepcopy(initial)  # what build_sequence_classifier(..., seed=seed) gives, without re-initialising
 
     makers = {FULL: classifier,
               settings.lora_search: lambda: pt.apply_peft(
@@ -276,7 +278,13 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
     news = load_newsgroups(n_test_per_class=settings.n_test_per_class)
     tokenizer, encoder = load_text_encoder(settings.encoder, device=device)
     test, classes = test_posts(news, tokenizer, settings), news.num_classes
-    classifier = lambda seed: build_sequence_classifier(encoder, num_labels=classes, seed=seed)  # noqa: E731
+    initial: dict[int, PreTrainedModel] = {}  # seed -> the untrained classifier, built once, copied for every run
+
+    def classifier(seed: int) -> PreTrainedModel:
+        if seed not in initial:
+            initial[seed] = build_sequence_classifier(encoder, num_labels=classes, seed=seed)
+        return copy.deepcopy(initial[seed])
+
     lora = lambda seed, r, alpha: pt.apply_peft(classifier(seed), pt.lora_config(r, alpha=alpha), seed=seed)  # noqa: E731
     total = 0  # the plain classifier's parameters (the percentage's base), counted on the first one built
 
@@ -286,8 +294,8 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
 
     start = time.perf_counter()
 
-    def score(model: nn.Module, train: EncodedTexts, recipe: Recipe, seed: int) -> Run:
-        row = fit_and_score("", model, train, test, recipe, total=total, seed=seed, device=device)
+    def score(method: str, model: nn.Module, train: EncodedTexts, recipe: Recipe, seed: int) -> Run:
+        row = fit_and_score(method, model, train, test, recipe, total=total, seed=seed, device=device)
         return Run(round(row.accuracy, 5), row.trainable, round(row.seconds, 1))
 
     seeds: dict[str, dict[int, Run]] = {FULL: {}, settings.lora: {}}
@@ -297,14 +305,15 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
         train = training_posts(news, tokenizer, seed, settings)
         full = classifier(seed)
         total = full.num_parameters()
-        seeds[FULL][seed] = score(full, train, full_recipe, seed)
+        seeds[FULL][seed] = score(FULL, full, train, full_recipe, seed)
         if seed == first:  # the update's low-rank share, with a shuffled-label control
             before, null = classifier(seed), classifier(seed)
             train_classifier(null, shuffled_labels(train, seed=seed), full_recipe, seed=seed, device=device)
             energy = {"task labels": pt.update_energy(before, full, k=settings.energy_top_k),
                       "shuffled labels": pt.update_energy(before, null, k=settings.energy_top_k)}
             del before, null
-        seeds[settings.lora][seed] = score(lora(seed, settings.lora_rank, settings.lora_alpha), train, lora_recipe, seed)
+        model = lora(seed, settings.lora_rank, settings.lora_alpha)
+        seeds[settings.lora][seed] = score(settings.lora, model, train, lora_recipe, seed)
     train, kept = training_posts(news, tokenizer, first, settings), None
     sweep: dict[str, dict[int, Run]] = {ALPHA_FIXED: {}, ALPHA_2R: {}}
     for r in settings.ranks:
@@ -313,7 +322,7 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
                 sweep[arm][r] = seeds[settings.lora][first]  # the same configuration, the same run
                 continue
             model = lora(first, r, alpha)
-            sweep[arm][r] = score(model, train, lora_recipe, first)
+            sweep[arm][r] = score(f"LoRA r={r}, {arm}", model, train, lora_recipe, first)
             if (r, arm) == (max(settings.ranks), ALPHA_FIXED):
                 kept = model
     if kept is None:
