@@ -1,4 +1,4 @@
-"""Parameter-efficient fine-tuning with peft: what the chapter needs around the library.
+"""Parameter-efficient fine-tuning with peft: LoRA and prompt tuning on a sequence classifier.
 
 Full fine-tuning updates every weight of a foundation model; parameter-efficient
 fine-tuning (PEFT; Ding et al. 2023) freezes them and trains a tiny number of new ones.
@@ -10,31 +10,20 @@ fine-tuning (PEFT; Ding et al. 2023) freezes them and trains a tiny number of ne
   they vary ``r``; rsLoRA (Kalajdzievski 2023) scales by ``alpha / sqrt(r)`` instead.
   After training, ``B A`` can be added into ``W``: the merged model is as fast as the original.
 - **Prompt tuning** (Lester et al. 2021) prepends ``n`` trainable *soft-prompt* vectors to
-  the input embeddings and trains nothing else (here: and the classifier head, so
+  the input embeddings and trains nothing else (on a classifier: and its head, so
   :func:`freeze_all_but_head` gives the control without a prompt).
 
-Both come from the ``peft`` library (``LoraConfig``, ``PromptTuningConfig``,
-``get_peft_model``, ``merge_and_unload``); lfd13 implements no LoRA layer of its own.
-This module adds only what peft does not do for the chapter:
-
-- :func:`apply_peft` wraps a sequence classifier with a peft config and, for prompt
-  tuning on a BERT classifier, fixes the pooling: peft puts the virtual tokens
-  *before* ``[CLS]``, so BERT's pooler (which reads position 0) would read a virtual
-  token; :class:`PoolerAfterPrompt` makes it read ``[CLS]`` again, at position ``n``;
-- :func:`freeze_all_but_head` trains the classification head alone (the control for prompt tuning);
-- :func:`fit_and_score` trains one method and measures it (a :class:`MethodResult`);
-- :data:`LR_SEARCH`, :func:`validation_sweep` and :func:`best_learning_rate`: how each method's
-  learning rate was chosen, on a validation split and never on the test set;
-- :func:`training_memory` measures the gradient and AdamW-state memory a method needs;
-- :func:`merge_check` merges a LoRA model with ``merge_and_unload`` and measures how far its
-  outputs move;
-- :func:`lora_delta_weights`, :func:`weight_updates` and :func:`energy_in_top_k` look at the
-  rank of weight updates (the intrinsic-rank idea);
-- :class:`MethodResult` holds one row of the chapter's side-by-side comparison;
-- :func:`training_posts` and :func:`test_posts` are the chapter's task, shared with the recorded runs;
-- :func:`save_adapter` and :func:`load_adapter` ship a trained LoRA adapter in lfd13's checkpoint
-  format; :data:`ADAPTER`'s JSON also records the chapter's longer comparisons
-  (``python -m lfd13.pretrain peft``).
+Both come from the ``peft`` library (``LoraConfig``, ``PromptTuningConfig``, ``get_peft_model``,
+``merge_and_unload``); lfd13 implements no LoRA layer of its own. This module adds what peft
+does not do: configs for a sequence classifier (:func:`lora_config`, :func:`prompt_tuning_config`);
+:func:`apply_peft`, which for prompt tuning on a BERT classifier points the pooler back at
+``[CLS]`` (peft puts the virtual tokens *before* it, so BERT's pooler, which reads position 0,
+would read a soft prompt: :class:`PoolerAfterPrompt`); the head-only control
+(:func:`freeze_all_but_head`); what training costs (:func:`trainable_parameters`,
+:func:`training_memory`); a check that merging keeps the outputs (:func:`merge_check`); the rank
+of weight updates (:func:`lora_delta_weights`, :func:`weight_updates`, :func:`energy_in_top_k`,
+:func:`update_energy`); and an adapter shipped as a checkpoint (:func:`save_adapter`,
+:func:`load_adapter`, through :mod:`lfd13.shipped`).
 
 Parameter counts come from the libraries: ``PeftModel.get_nb_trainable_parameters()`` and
 transformers' ``model.num_parameters(only_trainable=...)``.
@@ -47,7 +36,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,55 +44,21 @@ import torch
 from peft import (LoraConfig, PeftConfig, PeftModel, PromptTuningConfig, get_peft_model, get_peft_model_state_dict,
                   set_peft_model_state_dict)
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from lfd13 import shipped
-from lfd13.data.newsgroups import TextSplit
-from lfd13.finetune import (
-    FULL_FINETUNE,
-    EncodedTexts,
-    sequence_classification_step,
-    tokenize_texts,
-    evaluate_accuracy,
-    predict_logits,
-    build_sequence_classifier,
-    train_classifier,
-)
+from lfd13.finetune import EncodedTexts, build_sequence_classifier, predict_logits, sequence_classification_step
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
-from lfd13.runtime import make_generator, seeded
-from lfd13.train import Recipe
+from lfd13.runtime import seeded
 
-#: The chapter's budget for every method: Chapter 5's optimiser (:data:`lfd13.finetune.FULL_FINETUNE`:
-#: AdamW, weight decay 0.01, linear warm-up, cosine decay, clipping) for 20 steps of 8 posts.
-PEFT_BUDGET = replace(FULL_FINETUNE, steps=20, warmup=2)
+__all__ = [
+    "LORA_ALPHA", "lora_config", "prompt_tuning_config", "PoolerAfterPrompt", "apply_peft", "freeze_all_but_head",
+    "trainable_parameters", "TrainingMemory", "optimizer_state_bytes", "training_memory", "MergeCheck", "merge_check",
+    "lora_delta_weights", "weight_updates", "energy_in_top_k", "update_energy", "LoraAdapter", "save_adapter",
+    "load_adapter",
+]
 
-#: How the learning rates were chosen: validation accuracy of each method at each rate of a small
-#: grid, trained once (seed 0) with :data:`PEFT_BUDGET` on the training part of
-#: ``load_newsgroups().train_validation(16, 50, seed=0)`` (16 posts per class, 64 tokens) and
-#: scored on its 200 validation posts (:func:`validation_sweep`, 2 CPU threads). The test set
-#: played no part. "head only" is the classifier head alone (:func:`freeze_all_but_head`).
-#: ``python benchmarks/peft_lr_search.py`` measures them again and fails if they differ.
-LR_SEARCH: dict[str, dict[float, float]] = {
-    "full fine-tuning": {1e-4: 0.905, 3e-4: 0.905, 1e-3: 0.290},
-    "LoRA r=8, alpha=16": {2e-3: 0.750, 5e-3: 0.905, 1e-2: 0.890},
-    "prompt tuning": {3e-2: 0.435, 1e-1: 0.615, 3e-1: 0.810},
-    "head only": {3e-2: 0.765, 1e-1: 0.720, 3e-1: 0.790},
-}
-
-
-def best_learning_rate(scores: Mapping[float, float]) -> float:
-    """The learning rate with the highest validation score; a tie goes to the smaller rate."""
-    if not scores:
-        raise ValueError("scores is empty: pass {learning_rate: validation_score, ...}")
-    return min(scores, key=lambda lr: (-scores[lr], lr))
-
-
-#: Recipes with the validated learning rates (:data:`LR_SEARCH`), all within :data:`PEFT_BUDGET`.
-FULL_SHORT = replace(PEFT_BUDGET, lr=best_learning_rate(LR_SEARCH["full fine-tuning"]))
-LORA_FINETUNE = replace(PEFT_BUDGET, lr=best_learning_rate(LR_SEARCH["LoRA r=8, alpha=16"]))
-PROMPT_FINETUNE = replace(PEFT_BUDGET, lr=best_learning_rate(LR_SEARCH["prompt tuning"]))
-
-#: LoRA's fixed alpha: the update is ``(alpha / r) · B A`` with alpha kept at 16 whatever the rank.
+#: LoRA's default alpha: the update is ``(alpha / r) · B A`` with alpha kept at 16 whatever the rank.
 LORA_ALPHA = 16.0
 
 
@@ -155,7 +110,7 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
     the first virtual token (``fix_pooling=False`` keeps peft's behaviour, for comparison).
 
     Args:
-        model: a transformers sequence classifier (e.g. from :func:`lfd13.finetune.load_classifier`);
+        model: a transformers sequence classifier (e.g. from :func:`lfd13.finetune.build_sequence_classifier`);
             it is modified in place and must not be used on its own afterwards.
         config: a peft config with ``task_type="SEQ_CLS"``.
         fix_pooling: apply the prompt-tuning pooling fix.
@@ -169,9 +124,7 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
         raise TypeError(f"config must be a peft config (LoraConfig, PromptTuningConfig…), got {type(config).__name__}")
     task = getattr(config, "task_type", None)
     if str(getattr(task, "value", task)) != "SEQ_CLS":
-        raise ValueError(
-            f"config.task_type is {task!r}; use task_type='SEQ_CLS' so that peft keeps the classifier head trainable"
-        )
+        raise ValueError(f"config.task_type is {task!r}; use task_type='SEQ_CLS' so that peft keeps the classifier head trainable")
     if isinstance(model, PeftModel):
         raise TypeError("model is already a PeftModel; apply a peft config to a fresh classifier")
     if config.is_prompt_learning and fix_pooling:
@@ -186,14 +139,8 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
             return get_peft_model(model, config)
 
 
-def lora_config(
-    r: int,
-    *,
-    alpha: float = LORA_ALPHA,
-    target_modules: Iterable[str] = ("query", "value"),
-    dropout: float = 0.0,
-    use_rslora: bool = False,
-) -> LoraConfig:
+def lora_config(r: int, *, alpha: float = LORA_ALPHA, target_modules: Iterable[str] = ("query", "value"),
+                dropout: float = 0.0, use_rslora: bool = False) -> LoraConfig:
     """A peft ``LoraConfig`` for a sequence classifier: rank ``r``, ``lora_alpha = alpha`` (default 16).
 
     The update of each target matrix is ``(alpha / r) · B A``. As in Hu et al. (2021, §4.1),
@@ -207,14 +154,8 @@ def lora_config(
         raise ValueError(f"the LoRA rank r must be >= 1, got {r}")
     if alpha <= 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
-    return LoraConfig(
-        task_type="SEQ_CLS",
-        r=r,
-        lora_alpha=alpha,
-        target_modules=list(target_modules),
-        lora_dropout=dropout,
-        use_rslora=use_rslora,
-    )
+    return LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=alpha, target_modules=list(target_modules),
+                      lora_dropout=dropout, use_rslora=use_rslora)
 
 
 def prompt_tuning_config(num_virtual_tokens: int = 20) -> PromptTuningConfig:
@@ -234,12 +175,19 @@ def freeze_all_but_head(model: nn.Module) -> nn.Module:
     """
     heads = [name for name, _ in model.named_children() if name in ("classifier", "score")]
     if not heads:
-        raise TypeError(
-            f"{type(model).__name__} has no 'classifier' or 'score' head; pass a transformers sequence classifier"
-        )
+        raise TypeError(f"{type(model).__name__} has no 'classifier' or 'score' head; pass a transformers sequence classifier")
     for name, p in model.named_parameters():
         p.requires_grad_(name.split(".", 1)[0] in heads)
     return model
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """Parameters the optimiser updates: peft's count for a ``PeftModel``, transformers' otherwise."""
+    if isinstance(model, PeftModel):
+        return int(model.get_nb_trainable_parameters()[0])
+    if hasattr(model, "num_parameters"):
+        return int(model.num_parameters(only_trainable=True))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # --------------------------------------------------------------------------- memory
@@ -269,13 +217,9 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return _nbytes(v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor))
 
 
-def training_memory(
-    model: nn.Module,
-    batch: tuple[torch.Tensor, ...],
-    *,
-    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = sequence_classification_step,
-    device: torch.device | str | None = None,
-) -> TrainingMemory:
+def training_memory(model: nn.Module, batch: tuple[torch.Tensor, ...], *,
+                    step: Callable[[nn.Module, tuple[torch.Tensor, ...]], object] = sequence_classification_step,
+                    device: torch.device | str | None = None) -> TrainingMemory:
     """Measure gradient and AdamW-state memory with one real optimiser step that changes nothing.
 
     The step uses ``lr=0`` and no weight decay, so the weights stay as they were; the
@@ -305,12 +249,8 @@ def training_memory(
     optimizer.zero_grad(set_to_none=True)
     model.train(was_training)
     unique = {id(p): p for p in model.parameters()}
-    return TrainingMemory(
-        weights=_nbytes(unique.values()),
-        trainable=_nbytes(params),
-        gradients=gradients,
-        optimizer_state=state,
-    )
+    return TrainingMemory(weights=_nbytes(unique.values()), trainable=_nbytes(params), gradients=gradients,
+                          optimizer_state=state)
 
 
 # --------------------------------------------------------------------------- merging
@@ -402,211 +342,95 @@ def energy_in_top_k(delta: torch.Tensor, k: int) -> float:
     return float(s2[:k].sum()) / total
 
 
-# --------------------------------------------------------------------------- comparison
-
-
-@dataclass(frozen=True)
-class MethodResult:
-    """One row of the side-by-side comparison of adaptation methods."""
-
-    method: str  # e.g. "LoRA r=8"
-    accuracy: float  # test accuracy
-    trainable: int  # parameters trained for the task
-    total: int  # parameters of the model that is trained (or probed)
-    seconds: float  # wall-clock training time
-
-    @property
-    def percent(self) -> float:
-        """Trainable parameters as a percentage of ``total``."""
-        return 100.0 * self.trainable / self.total
-
-
-#: How many top singular directions Chapter 6 measures a fine-tuning update's share in.
-ENERGY_TOP_K = 8
-
-
-def update_energy(
-    before: nn.Module, after: nn.Module, *, k: int = ENERGY_TOP_K, kinds: Sequence[str] = ("query", "value")
-) -> dict[str, list[float]]:
+def update_energy(before: nn.Module, after: nn.Module, *, k: int,
+                  kinds: Sequence[str] = ("query", "value")) -> dict[str, list[float]]:
     """For each attention matrix kind, layer by layer: :func:`energy_in_top_k` of its update ``after - before``."""
     return {kind: [energy_in_top_k(delta, k) for delta in
                    weight_updates(before, after, suffix=f"attention.self.{kind}.weight").values()] for kind in kinds}
 
 
-def shuffled_labels(data: EncodedTexts, *, seed: int) -> EncodedTexts:
-    """The same posts with their labels permuted: an update trained on them has the model's structure but no task."""
-    perm = torch.randperm(len(data.labels), generator=make_generator(seed))
-    return EncodedTexts(data.input_ids, data.attention_mask, data.labels[perm])
+# --------------------------------------------------------------------------- shipping an adapter
 
 
-def trainable_parameters(model: nn.Module) -> int:
-    """Parameters the optimiser updates: peft's count for a ``PeftModel``, transformers' otherwise."""
-    if isinstance(model, PeftModel):
-        return int(model.get_nb_trainable_parameters()[0])
-    if hasattr(model, "num_parameters"):
-        return int(model.num_parameters(only_trainable=True))
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+class LoraAdapter(nn.Module):
+    """A LoRA ``PeftModel`` seen through its adapter, so that :mod:`lfd13.shipped` can save and load it.
 
-
-def fit_and_score(
-    method: str,
-    model: nn.Module,
-    train: EncodedTexts,
-    test: EncodedTexts,
-    recipe: Recipe,
-    *,
-    total: int,
-    seed: int,
-    device: torch.device | str | None = None,
-) -> MethodResult:
-    """Train ``model`` with ``recipe`` (:func:`lfd13.finetune.train_classifier`) and measure it.
-
-    Args:
-        method: the row's name, e.g. ``"LoRA r=8"``.
-        model: a sequence classifier whose trainable parameters are the method's.
-        train, test: the labelled training set and the test set.
-        total: the parameter count the percentage refers to (the plain classifier's).
-        seed: seeds the batch order and dropout.
-
-    Returns:
-        A :class:`MethodResult` with the test accuracy, the trainable count and the training time.
+    ``state_dict`` is peft's ``get_peft_model_state_dict`` (what ``save_pretrained`` writes: the
+    ``A``/``B`` matrices and the head, not the frozen base weights); ``load_state_dict`` checks the
+    keys and puts the state back with ``set_peft_model_state_dict``.
     """
-    history = train_classifier(model, train, recipe, seed=seed, device=device)
-    accuracy = evaluate_accuracy(model, test, device=device)
-    return MethodResult(method, accuracy, trainable_parameters(model), total, history.seconds[-1])
+
+    def __init__(self, model: PeftModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return get_peft_model_state_dict(self.model)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        expected = set(get_peft_model_state_dict(self.model))
+        missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"adapter keys do not match: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        return set_peft_model_state_dict(self.model, dict(state_dict))
 
 
-def validation_sweep(
-    make_model: Callable[[], nn.Module],
-    train: EncodedTexts,
-    validation: EncodedTexts,
-    recipe: Recipe,
-    learning_rates: Iterable[float],
-    *,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> dict[float, float]:
-    """Validation accuracy of a fresh ``make_model()`` trained at each learning rate (the rest of ``recipe`` fixed).
-
-    This is how :data:`LR_SEARCH` was measured; pick with :func:`best_learning_rate`.
-
-    Returns:
-        ``{learning_rate: validation accuracy}``.
-    """
-    out = {}
-    for lr in learning_rates:
-        model = make_model()
-        train_classifier(model, train, replace(recipe, lr=lr), seed=seed, device=device)
-        out[lr] = evaluate_accuracy(model, validation, device=device)
-    return out
-
-
-# --------------------------------------------------------------------------- the chapter's task and records
-
-#: The chapter's task: labelled posts per class, validation posts per class (where the learning
-#: rates were chosen), test posts per class (the first ones of each class) and tokens per post.
-N_PER_CLASS, N_VAL_PER_CLASS, N_TEST_PER_CLASS, MAX_LENGTH = 16, 50, 50, 64
-
-#: The draws of labelled posts that the LoRA-against-full comparison repeats.
-SEEDS = (0, 1, 2)
-
-#: The ranks of the chapter's rank sweep (at seed 0, LoRA's learning rate, alpha fixed or 2 r).
-RANKS = (1, 2, 8, 32)
-
-#: The shipped adapter: the sweep's rank-32 LoRA with alpha fixed; its JSON records the comparisons.
-ADAPTER = "lora_newsgroups_r32"
-
-#: The command that recreates :data:`ADAPTER` and its records.
-RECREATE = "python -m lfd13.pretrain peft"
-
-
-def training_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase, seed: int) -> EncodedTexts:
-    """The labelled posts of draw ``seed``: :data:`N_PER_CLASS` per class, cut to :data:`MAX_LENGTH` tokens.
-
-    The same split's :data:`N_VAL_PER_CLASS` validation posts per class chose the learning rates
-    (:data:`LR_SEARCH`); they are disjoint from these.
-    """
-    (texts, labels), _ = news.train_validation(N_PER_CLASS, N_VAL_PER_CLASS, seed=seed)
-    return tokenize_texts(tokenizer, texts, labels, max_length=MAX_LENGTH)
-
-
-def test_posts(news: TextSplit, tokenizer: PreTrainedTokenizerBase) -> EncodedTexts:
-    """The test posts of ``news`` (load it with ``n_test_per_class=N_TEST_PER_CLASS``), cut to :data:`MAX_LENGTH` tokens."""
-    return tokenize_texts(tokenizer, news.test_texts, news.test_labels, max_length=MAX_LENGTH)
-
-
-def save_adapter(
-    model: PeftModel,
-    name: str,
-    *,
-    seed: int,
-    base: str = DEFAULT_TEXT_ENCODER,
-    result: dict[str, Any] | None = None,
-    recipe: dict[str, Any] | None = None,
-    command: str = RECREATE,
-    directory: Path | str = shipped.CHECKPOINT_DIR,
-) -> shipped.CheckpointInfo:
+def save_adapter(model: PeftModel, name: str, *, seed: int, command: str, recipe: dict[str, Any],
+                 result: dict[str, Any] | None = None, base: str = DEFAULT_TEXT_ENCODER,
+                 directory: Path | str = shipped.CHECKPOINT_DIR) -> shipped.CheckpointInfo:
     """Save a LoRA classifier's adapter (the ``A``/``B`` matrices and the head) as a checkpoint.
 
-    The weights are peft's adapter state dict (``get_peft_model_state_dict``, what ``save_pretrained``
-    writes); the frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
+    The frozen base weights are not saved: :func:`load_adapter` takes them from the base model.
 
     Args:
         model: a ``PeftModel`` made by :func:`apply_peft` with a :func:`lora_config`.
         name: the checkpoint's file stem.
         seed: the ``seed`` its classifier and adapter were built with (recorded, used again on load).
+        command, recipe, result, directory: see :func:`lfd13.shipped.save_model`.
         base: the name of the pretrained encoder under the adapter, for :func:`load_adapter`.
-        result, recipe, command, directory: see :func:`lfd13.shipped.save`.
     """
     config = model.peft_config["default"]
     if not isinstance(config, LoraConfig):
         raise TypeError(f"save_adapter saves LoRA adapters; this model has a {type(config).__name__}")
-    base_name, base = base, model.get_base_model()
-    state = get_peft_model_state_dict(model)
-    meta = {"base": base_name, "hidden_size": base.config.hidden_size, "num_labels": base.config.num_labels,
+    inner = model.get_base_model()
+    meta = {"base": base, "hidden_size": inner.config.hidden_size, "num_labels": inner.config.num_labels,
             "r": config.r, "lora_alpha": config.lora_alpha, "target_modules": sorted(config.target_modules),
             "lora_dropout": config.lora_dropout, "use_rslora": config.use_rslora, "seed": seed}
-    return shipped.save(name, state, kind="peft", command=command, config=meta, recipe=recipe or {}, result=result,
-                        directory=directory)
+    return shipped.save_model(name, LoraAdapter(model), kind="peft", command=command, config=meta, recipe=recipe,
+                              result=result, directory=directory)
 
 
-def load_adapter(
-    name_or_path: str | Path = ADAPTER,
-    *,
-    classifier: PreTrainedModel | None = None,
-    device: torch.device | str | None = None,
-    directory: Path | str | None = None,
-) -> tuple[PeftModel, shipped.CheckpointInfo]:
-    """Load a LoRA adapter saved by :func:`save_adapter` (default: :data:`ADAPTER`) after checking its sha256.
+def load_adapter(name_or_path: str | Path, *, classifier: PreTrainedModel | None = None,
+                 device: torch.device | str | None = None,
+                 directory: Path | str | None = None) -> tuple[PeftModel, shipped.CheckpointInfo]:
+    """Load a LoRA adapter saved by :func:`save_adapter` after checking its sha256.
 
     Args:
-        classifier: the base sequence classifier to put the adapter on; default: all-MiniLM-L6-v2
-            (:func:`lfd13.pretrained.load_text_encoder`) with a head, as the adapter was trained.
+        classifier: the base sequence classifier to put the adapter on; default: the encoder named in
+            the checkpoint (:func:`lfd13.pretrained.load_text_encoder`) with a head, as it was trained.
             Its frozen weights must be the ones the adapter was trained on.
 
     Returns:
-        ``(PeftModel in eval mode, info)``; ``info.result`` holds what the recording run measured.
+        ``(PeftModel in eval mode, info)``.
     """
-    state, info = shipped.load(name_or_path, kind="peft", command=RECREATE, directory=directory)
-    cfg = info.config
-    if classifier is None:
-        _, encoder = load_text_encoder(cfg["base"], device="cpu")
-        classifier = build_sequence_classifier(encoder, num_labels=cfg["num_labels"], seed=cfg["seed"])
-    if (classifier.config.hidden_size, classifier.config.num_labels) != (cfg["hidden_size"], cfg["num_labels"]):
-        raise ValueError(
-            f"adapter {info.name!r} was trained on a classifier of width {cfg['hidden_size']} with {cfg['num_labels']} "
-            f"classes ({cfg['base']}); this one has width {classifier.config.hidden_size} and "
-            f"{classifier.config.num_labels} classes"
-        )
-    config = lora_config(cfg["r"], alpha=cfg["lora_alpha"], target_modules=cfg["target_modules"],
-                         dropout=cfg["lora_dropout"], use_rslora=cfg["use_rslora"])
-    model = apply_peft(classifier, config, seed=cfg["seed"])
-    expected = set(get_peft_model_state_dict(model))
-    if expected != set(state):
-        raise RuntimeError(
-            f"the weights of adapter {info.name!r} do not fit the model built from its config: missing "
-            f"{sorted(expected - set(state))[:3]}, unexpected {sorted(set(state) - expected)[:3]}. "
-            f"Re-create it with `{info.command}`"
-        )
-    set_peft_model_state_dict(model, state)  # the frozen base weights come from ``classifier``
-    return model.to(device or next(classifier.parameters()).device).eval(), info
+
+    def build(info: shipped.CheckpointInfo, folder: Path) -> LoraAdapter:
+        cfg = info.config
+        base = classifier
+        if base is None:
+            _, encoder = load_text_encoder(cfg["base"], device="cpu")
+            base = build_sequence_classifier(encoder, num_labels=cfg["num_labels"], seed=cfg["seed"])
+        if (base.config.hidden_size, base.config.num_labels) != (cfg["hidden_size"], cfg["num_labels"]):
+            raise ValueError(
+                f"adapter {info.name!r} was trained on a classifier of width {cfg['hidden_size']} with "
+                f"{cfg['num_labels']} classes ({cfg['base']}); this one has width {base.config.hidden_size} and "
+                f"{base.config.num_labels} classes"
+            )
+        config = lora_config(cfg["r"], alpha=cfg["lora_alpha"], target_modules=cfg["target_modules"],
+                             dropout=cfg["lora_dropout"], use_rslora=cfg["use_rslora"])
+        return LoraAdapter(apply_peft(base, config, seed=cfg["seed"]))
+
+    adapter, info = shipped.load_model(name_or_path, kind="peft", build=build, directory=directory)
+    model = adapter.model
+    target = device if device is not None else next(classifier.parameters()).device if classifier is not None else "cpu"
+    return model.to(target).eval(), info

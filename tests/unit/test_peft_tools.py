@@ -1,29 +1,24 @@
-"""Tests for lfd13.peft_tools on a tiny BERT classifier (CPU, seconds)."""
+"""Tests for lfd13.peft_tools (and the learning-rate choice of its experiment) on a tiny BERT classifier (CPU, seconds)."""
 
 from __future__ import annotations
 
 import copy
-import json
+from dataclasses import replace
 
 import pytest
 import torch
 from peft import LoraConfig, PeftModel
 from transformers import BertConfig, BertForSequenceClassification
 
-from lfd13.finetune import TINY, EncodedTexts, predict_logits
+from lfd13 import shipped
+from lfd13.experiments import peft_comparison as exp
+from lfd13.experiments.peft_comparison import MethodResult, best_learning_rate, fit_and_score, shuffled_labels, validation_sweep
+from lfd13.finetune import EncodedTexts, predict_logits
 from lfd13.peft_tools import (
-    FULL_SHORT,
     LORA_ALPHA,
-    LORA_FINETUNE,
-    LR_SEARCH,
-    PEFT_BUDGET,
-    PROMPT_FINETUNE,
-    MethodResult,
     PoolerAfterPrompt,
     apply_peft,
-    best_learning_rate,
     energy_in_top_k,
-    fit_and_score,
     freeze_all_but_head,
     lora_config,
     lora_delta_weights,
@@ -32,11 +27,13 @@ from lfd13.peft_tools import (
     prompt_tuning_config,
     trainable_parameters,
     training_memory,
-    validation_sweep,
+    update_energy,
     weight_updates,
 )
+from lfd13.train import Recipe
 
 D, LAYERS, C, VOCAB, L, B = 32, 2, 3, 100, 10, 6
+TINY = Recipe(steps=3, lr=1e-3, batch_size=4, weight_decay=0.01, warmup=1, max_grad_norm=1.0)
 
 
 def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:
@@ -265,16 +262,35 @@ def test_freeze_all_but_head_trains_what_prompt_tuning_trains_besides_the_prompt
 
 
 def test_best_learning_rate_takes_the_top_score_and_the_smaller_rate_on_ties() -> None:
-    assert best_learning_rate({1e-3: 0.8, 1e-2: 0.9, 1e-1: 0.7}) == 1e-2
-    assert best_learning_rate({3e-4: 0.905, 1e-4: 0.905}) == 1e-4
+    assert best_learning_rate({1e-3: 0.8, 1e-2: 0.9, 1e-1: 0.7}) == 1e-2  # the top is in the middle
+    assert best_learning_rate({1e-1: 0.7, 1e-2: 0.7, 1e-3: 0.9}) == 1e-3  # not the first or the last key
+    assert best_learning_rate({3e-4: 0.905, 1e-4: 0.905, 1e-3: 0.29}) == 1e-4  # a tie: the smaller rate...
+    assert best_learning_rate({1e-4: 0.8, 3e-4: 0.9, 1e-3: 0.9}) == 3e-4  # ...whatever the order of the keys
+    assert best_learning_rate({0.3: 0.5}) == 0.3
     with pytest.raises(ValueError, match="empty"):
         best_learning_rate({})
 
 
-def test_presets_use_the_validated_rates_within_one_budget() -> None:
-    for recipe, key in [(FULL_SHORT, "full fine-tuning"), (LORA_FINETUNE, "LoRA r=8, alpha=16"), (PROMPT_FINETUNE, "prompt tuning")]:
-        assert recipe.lr == best_learning_rate(LR_SEARCH[key])
-        assert (recipe.steps, recipe.batch_size, recipe.warmup) == (PEFT_BUDGET.steps, PEFT_BUDGET.batch_size, PEFT_BUDGET.warmup)
+def test_chosen_recipe_is_the_budget_at_the_selected_rate() -> None:
+    recipe = exp.chosen_recipe({2e-3: 0.75, 5e-3: 0.905, 1e-2: 0.89}, exp.SETTINGS)
+    assert recipe == replace(exp.SETTINGS.budget, lr=5e-3)
+
+
+def test_the_shipped_comparison_trained_at_the_rates_its_stored_scores_select() -> None:
+    result = exp.load()
+    grids = exp.SETTINGS.grids
+    assert {m: sorted(s) for m, s in result.lr_search.items()} == {m: sorted(g) for m, g in grids.items()}  # the whole grid
+    for method, scores in result.lr_search.items():
+        assert result.learning_rates[method] == max(sorted(scores), key=lambda lr: scores[lr])  # first of the best
+        assert all(0.0 <= acc <= 1.0 for acc in scores.values())
+
+
+def test_load_rejects_rates_that_the_stored_scores_do_not_select(tmp_path) -> None:
+    file = shipped.load_result(exp.NAME)
+    result = dict(file.result, learning_rates=dict(file.result["learning_rates"], **{exp.FULL: 3e-4}))  # 1e-4 ties and is smaller
+    shipped.save_result(exp.NAME, command=file.command, settings=file.settings, result=result, directory=tmp_path)
+    with pytest.raises(ValueError, match="select"):
+        exp.load(tmp_path)
 
 
 def test_fit_and_score_and_validation_sweep_train_and_measure() -> None:
@@ -298,32 +314,7 @@ def test_pooler_after_prompt_validates_offset() -> None:
         PoolerAfterPrompt(torch.nn.Identity(), -1)
 
 
-def test_adapter_roundtrip_keeps_the_outputs_and_checks_what_it_loads(tmp_path) -> None:
-    from lfd13.peft_tools import load_adapter, save_adapter
-
-    model, data = _trained_lora(), tiny_data()
-    with torch.no_grad():
-        model.base_model.model.classifier.modules_to_save["default"].weight.add_(1.0)  # a trained head
-    info = save_adapter(model, "tiny_lora", seed=0, base="tiny", result={"note": 1}, directory=tmp_path)
-    assert info.kind == "peft" and info.config["r"] == 2 and info.result == {"note": 1}
-    loaded, info2 = load_adapter("tiny_lora", classifier=tiny_classifier(), directory=tmp_path, device="cpu")
-    assert info2 == info
-    torch.testing.assert_close(predict_logits(loaded, data, device="cpu"), predict_logits(model, data, device="cpu"))
-    with pytest.raises(ValueError, match="width"):
-        other = BertForSequenceClassification(tiny_classifier().config.__class__(
-            vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, num_labels=C))
-        load_adapter("tiny_lora", classifier=other, directory=tmp_path)
-    with pytest.raises(TypeError, match="LoRA"):
-        save_adapter(apply_peft(tiny_classifier(), prompt_tuning_config(2)), "p", seed=0, directory=tmp_path)
-    weights = tmp_path / "tiny_lora.safetensors"
-    weights.write_bytes(weights.read_bytes() + b"x")
-    with pytest.raises(ValueError, match="sha256"):
-        load_adapter(weights, classifier=tiny_classifier())
-
-
 def test_update_energy_per_layer_and_shuffled_labels() -> None:
-    from lfd13.peft_tools import shuffled_labels, update_energy
-
     before, after = tiny_classifier(), tiny_classifier()
     with torch.no_grad():
         for layer in after.bert.encoder.layer:
@@ -338,24 +329,3 @@ def test_update_energy_per_layer_and_shuffled_labels() -> None:
     assert torch.equal(shuffled_labels(data, seed=0).labels, shuffled.labels)  # the seed decides the permutation
 
 
-def test_the_shipped_adapter_records_the_chapters_comparisons() -> None:
-    from dataclasses import asdict
-
-    from lfd13.peft_tools import ADAPTER, ENERGY_TOP_K, RANKS, SEEDS
-    from lfd13.shipped import CHECKPOINT_DIR
-
-    record = json.loads((CHECKPOINT_DIR / f"{ADAPTER}.json").read_text())
-    result = record["result"]
-    assert record["command"] == "python -m lfd13.pretrain peft" and record["config"]["r"] == max(RANKS)
-    assert result["recipes"] == json.loads(json.dumps({"full fine-tuning": asdict(FULL_SHORT), "LoRA": asdict(LORA_FINETUNE)}))
-    assert result["seeds"] == list(SEEDS) and result["ranks"] == list(RANKS)
-    for method in ("full fine-tuning", "LoRA r=8"):
-        assert sorted(result["seed_comparison"][method]) == [str(s) for s in SEEDS]
-    for arm in ("alpha fixed", "alpha = 2r"):
-        assert sorted(result["rank_sweep"][arm], key=int) == [str(r) for r in RANKS]
-    assert result["rank_sweep"]["alpha fixed"]["8"] == result["seed_comparison"]["LoRA r=8"]["0"]
-    energy = result["update_energy"]
-    assert energy["top_k"] == ENERGY_TOP_K
-    for labels in ("task labels", "shuffled labels"):
-        assert {kind: len(shares) for kind, shares in energy[labels].items()} == {"query": 6, "value": 6}  # MiniLM's layers
-        assert all(0 < share <= 1 for shares in energy[labels].values() for share in shares)
