@@ -24,7 +24,7 @@ subpackage), never from its own layer or above, so there is no import cycle
 4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mlm`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.finetune`,
    :mod:`~lfd13.sft` — one concept each (pretext tasks, masked language modelling, masked autoencoders,
    contrastive image-text pre-training, supervised fine-tuning, instruction tuning);
-5. :mod:`~lfd13.peft_tools` — LoRA and prompt tuning on top of fine-tuning;
+5. :mod:`~lfd13.peft_tools`, :mod:`~lfd13.memory` — LoRA and prompt tuning on top of fine-tuning; what training holds in memory;
 6. :mod:`~lfd13.experiments` — one module per experiment a chapter shows: its settings, ``run`` and ``load``;
 7. :mod:`~lfd13.recreate` — the table of commands that recreate every shipped file.
 

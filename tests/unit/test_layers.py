@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2,
     "evaluation": 3, "cnn": 3,
     "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4, "mae": 4,
-    "peft_tools": 5,
+    "peft_tools": 5, "memory": 5,
     "experiments": 6,
     "pretrain": 7, "recreate": 7,
 }  # fmt: skip

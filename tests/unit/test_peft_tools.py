@@ -14,6 +14,7 @@ from lfd13 import shipped
 from lfd13.experiments import peft_comparison as exp
 from lfd13.experiments.peft_comparison import MethodResult, best_learning_rate, fit_and_score, shuffled_labels, validation_sweep
 from lfd13.finetune import EncodedTexts, predict_logits
+from lfd13.memory import optimizer_state_bytes, training_memory
 from lfd13.peft_tools import (
     LORA_ALPHA,
     PoolerAfterPrompt,
@@ -23,10 +24,8 @@ from lfd13.peft_tools import (
     lora_config,
     lora_delta_weights,
     merge_check,
-    optimizer_state_bytes,
     prompt_tuning_config,
     trainable_parameters,
-    training_memory,
     update_energy,
     weight_updates,
 )
