@@ -1,21 +1,21 @@
-"""Small checkpoints that ship inside the package: one format, one loader.
+"""What ships inside the package: model checkpoints and experiment results, one format each, one loader each.
 
-A chapter must run in about a minute on two CPU cores; some of its results need a
-longer training than that. Such a model is trained once by a reproducible command
-(``python -m lfd13.pretrain ...``) and ships in ``lfd13/checkpoints`` as
+A chapter runs in about a minute on two CPU cores; some of its results need longer training than
+that. Such a model is trained once by a row of :mod:`lfd13.recreate` and ships in
+``lfd13/checkpoints`` as
 
 - ``<name>.safetensors`` — the weights (a plain tensor file: no pickle, nothing executed on load);
-- ``<name>.json`` — what the weights are: the model's ``config``, the training ``recipe``,
-  what the run measured (``result``: final loss, seconds, loss curve…), the ``command``
-  that recreates it, and the sha256 of every file of the checkpoint;
+- ``<name>.json`` — the sidecar: the model's ``config``, the training ``recipe``, what the
+  training measured (``result``: final loss, seconds, loss curve…), the ``command`` that
+  recreates it, and the sha256 of every file of the checkpoint;
 - optionally more files named ``<name>.<suffix>`` (e.g. a tokenizer's vocabulary).
 
-A *record* is the JSON file alone, of kind ``"record"``: what a longer comparison measured
-when its models need not ship (:func:`save_record`, :func:`load_record`).
-
-:func:`load` checks every hash before anything is read; the model modules
-(:mod:`lfd13.mae`, :mod:`lfd13.clip`, :mod:`lfd13.mlm`) build the model from ``config``
-and load the weights strictly. Every error names the command that recreates the checkpoint.
+Every model module saves with :func:`save_model` and loads with :func:`load_model`, which checks
+every hash before anything is read, builds the model from the sidecar and loads the weights
+strictly. What an experiment measured over many trainings (seeds, sweeps, arms) is not a
+checkpoint's: it is a *result file* ``lfd13/results/<name>.json`` (:func:`save_result`,
+:func:`load_result`), with the experiment's settings and the command that recreates it.
+Every error says how to recreate what is missing or changed.
 """
 
 from __future__ import annotations
@@ -194,35 +194,6 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], info: C
 def _write_json(info: CheckpointInfo, directory: Path) -> None:
     record = {"format": FORMAT, **{k: getattr(info, k) for k in ("name", "kind", "command", "config", "recipe", "result", "files")}}
     (directory / f"{info.name}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-
-def save_record(
-    name: str,
-    *,
-    command: str,
-    config: dict[str, Any],
-    recipe: dict[str, Any],
-    result: dict[str, Any],
-    directory: Path | str = CHECKPOINT_DIR,
-) -> CheckpointInfo:
-    """Write a record: ``<name>.json`` alone, of kind ``"record"``, in the checkpoints' format (no weights)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    info = CheckpointInfo(name=name, kind="record", command=command, config=config, recipe=recipe, result=result)
-    _write_json(info, directory)
-    return info
-
-
-def load_record(name_or_path: str | Path, *, command: str, directory: Path | str | None = None) -> CheckpointInfo:
-    """Read a record written by :func:`save_record`; ``command`` recreates it and is quoted when it is missing."""
-    name, folder = locate(name_or_path, directory)
-    path = folder / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no record {name!r} in {folder} (it needs {name}.json). Create it with `{command}`")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if record.pop("format", None) != FORMAT or record.get("kind") != "record":
-        raise ValueError(f"{path} is not an {FORMAT} record (kind {record.get('kind')!r}); re-create it with `{command}`")
-    return CheckpointInfo(**record)
 
 
 def extra_file(info: CheckpointInfo, suffix: str, name_or_path: str | Path, directory: Path | str | None = None) -> Path:
