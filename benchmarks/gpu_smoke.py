@@ -31,6 +31,7 @@ import lfd13
 from lfd13 import clip as lfd13_clip
 from lfd13 import finetune, mae, mlm, peft_tools, pretext, sft
 from lfd13.pretrained import load_text_encoder
+from lfd13.runtime import IGNORE_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,7 +56,7 @@ def bert_mlm(device, g):
     ids = torch.randint(5, vocab, (BATCH, length), generator=g)
     selected = torch.rand(BATCH, length, generator=g) < 0.15
     selected[:, 0] = True  # at least one masked position per row
-    labels = ids.masked_fill(~selected, -100)
+    labels = ids.masked_fill(~selected, IGNORE_INDEX)
     batch = {"input_ids": ids.to(device), "labels": labels.to(device)}
     return model, lambda: mlm.mlm_step(model, batch)["loss"]
 
@@ -88,7 +89,7 @@ def minilm_lora(device, g):
 
 def gpt_sft(device, g):
     tokenizer = sft.CharTokenizer()
-    model = sft.tiny_gpt(tokenizer).to(device)
+    model = sft.build_char_gpt("gpt-nano-char", seed=0).to(device)
     ids, mask, labels = sft.encode_examples(sft.make_examples(BATCH, seed=0), tokenizer)  # loss on the responses only
     batch = (ids.to(device), mask.to(device), labels.to(device))
     return model, lambda: sft.lm_step(model, batch)
