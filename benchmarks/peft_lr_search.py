@@ -17,12 +17,12 @@ rate would be chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.results import RESULTS, update_results  # noqa: E402
 
 
 def main() -> None:
@@ -53,12 +53,10 @@ def main() -> None:
             mismatches.append(f"{method}: a different learning rate would be chosen")
     print(f"{seconds:.0f} s; {'all as stored' if not mismatches else 'MISMATCH: ' + '; '.join(mismatches)}")
     if not args.no_save:
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        results["peft_lr_search"] = {
+        update_results("peft_lr_search", {
             "validation_accuracy": {m: {f"{lr:g}": round(a, 4) for lr, a in s.items()} for m, s in measured.items()},
             "matches_stored": not mismatches, "seconds": round(seconds, 1),
-        }
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        })
         print(f"saved under 'peft_lr_search' in {RESULTS}")
     sys.exit(1 if mismatches else 0)
 

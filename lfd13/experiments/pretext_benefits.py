@@ -100,7 +100,7 @@ def finetune_run(encoder: pretext.ConvEncoder, digits: Any, seed: int, *, settin
     weights are tested (:func:`lfd13.evaluation.train_and_test` with ``settings.recipe``).
     """
     tr, va = split_indices(digits.y_train, settings.finetune_labels, settings.n_val_per_class, seed=seed)
-    return train_and_test(pretext.encoder_classifier(encoder, seed=seed), (digits.x_train[tr], digits.y_train[tr]),
+    return train_and_test(pretext.build_encoder_classifier(encoder, seed=seed), (digits.x_train[tr], digits.y_train[tr]),
                           (digits.x_test, digits.y_test), settings.recipe, seed=seed, device=device,
                           validation=(digits.x_train[va], digits.y_train[va]), eval_every=settings.eval_every)
 

@@ -20,7 +20,7 @@ from lfd13.train import History, train
 
 __all__ = [
     "family_of", "build_task", "train_task", "train_pretext", "layer_features", "probe_layers",
-    "EncoderClassifier", "encoder_classifier", "task_config", "load_pretext_task",
+    "EncoderClassifier", "build_encoder_classifier", "task_config", "load_pretext_task",
 ]
 
 # ---------------------------------------------------------------- all four
@@ -119,7 +119,7 @@ class EncoderClassifier(nn.Module):
         return self.head(self.encoder(x))
 
 
-def encoder_classifier(encoder: ConvEncoder, *, num_classes: int = 10, seed: int) -> EncoderClassifier:
+def build_encoder_classifier(encoder: ConvEncoder, *, num_classes: int = 10, seed: int) -> EncoderClassifier:
     """A trainable copy of ``encoder`` with a fresh linear head (initialised from ``seed``)."""
     copy = ConvEncoder(encoder.config)
     copy.load_state_dict(encoder.state_dict())

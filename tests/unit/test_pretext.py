@@ -24,7 +24,7 @@ from lfd13.pretext import (
     build_encoder,
     build_task,
     cluster_pseudo_labels,
-    encoder_classifier,
+    build_encoder_classifier,
     family_of,
     info_nce,
     layer_features,
@@ -223,7 +223,7 @@ def test_train_task_callbacks_get_global_steps_in_every_family(images):
 
 def test_encoder_classifier_copies_the_encoder():
     enc = build_encoder(NANO, seed=0)
-    clf = encoder_classifier(enc, seed=1)
+    clf = build_encoder_classifier(enc, seed=1)
     x = torch.rand(3, 1, 8, 8)
     assert clf(x).shape == (3, 10)
     torch.testing.assert_close(clf.encoder(x), enc(x))
