@@ -126,16 +126,6 @@ def restore_probe():
     lfd13_probe.run = run
 
 
-def grade_patched(assignment: str, ns: dict, seed: int) -> dict[str, judge.Verdict]:
-    """Like ``grade``, but through ``lfd13_probe.run`` as the student's code left it."""
-    verdicts = {}
-    for check in checks.ASSIGNMENTS[assignment]:
-        task = wire.loads(wire.dumps(judge.task(check.grade_id, seed)))
-        record = wire.loads(wire.dumps(lfd13_probe.run(task, ns)))
-        verdicts[check.grade_id] = judge.judge(check.grade_id, record, seed)
-    return verdicts
-
-
 WRONG = [(f, name, code) for f, vs in variants.WRONG.items() for name, code in vs]
 
 
@@ -160,7 +150,7 @@ def test_cheap_non_implementation_earns_only_what_it_computes(student):
         cell = variants.FUNCTIONS[function][0]
         append[cell] = append.get(cell, "") + "\n\n" + code
     for seed in SEEDS:
-        verdicts = grade_patched(assignment, namespace(assignment, append=append), seed)
+        verdicts = grade(assignment, namespace(assignment, append=append), seed)  # through the probe as the code left it
         assert set(failed(verdicts)) == set(cells), failed(verdicts)
 
 
