@@ -37,7 +37,7 @@ from lfd13.experiments import (
 )
 from lfd13.runtime import setup
 
-__all__ = ["ENTRIES", "entry", "main", "owner"]
+__all__ = ["ENTRIES", "entry", "main"]
 
 #: Every row, in dependency order (a row may read files written by rows above it).
 ENTRIES: tuple[Entry, ...] = (
@@ -61,14 +61,6 @@ def entry(name: str) -> Entry:
         if e.name == name:
             return e
     raise KeyError(f"no entry {name!r}; the entries are {[e.name for e in ENTRIES]}")
-
-
-def owner(file_name: str) -> Entry:
-    """The row whose shipped run writes ``file_name`` (e.g. ``"mae_digits.safetensors"``)."""
-    for e in ENTRIES:
-        if file_name in e.files(e.settings):
-            return e
-    raise KeyError(f"no entry writes {file_name!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

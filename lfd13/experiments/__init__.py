@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -42,7 +41,7 @@ class Entry:
     @property
     def command(self) -> str:
         """The command that recreates this entry's files."""
-        return f"python -m lfd13.recreate {self.name}"
+        return command(self.name)
 
 
 def command(name: str) -> str:
@@ -50,4 +49,4 @@ def command(name: str) -> str:
     return f"python -m lfd13.recreate {name}"
 
 
-__all__ = ["Entry", "command", "Path"]
+__all__ = ["Entry", "command"]
