@@ -18,8 +18,9 @@ subpackage), never from its own layer or above, so there is no import cycle
    few-label sampling, the one format of shipped checkpoints and results;
 1. :mod:`~lfd13.runtime`, :mod:`~lfd13.optim` — device, seeds, threads, preset lookup, the ignored label;
    the recipe, AdamW and its schedule;
-2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting` —
-   data sets, the training loop and recipes, loading pretrained and hub models, figures;
+2. :mod:`~lfd13.data`, :mod:`~lfd13.train`, :mod:`~lfd13.pretrained`, :mod:`~lfd13.hub`, :mod:`~lfd13.plotting`,
+   :mod:`~lfd13.report` — data sets, the training loop and recipes, loading pretrained and hub models, figures,
+   a comparison's numbers as a small table on a page;
 3. :mod:`~lfd13.evaluation`, :mod:`~lfd13.cnn` — probes and few-label experiments; the small digits CNN;
 4. :mod:`~lfd13.pretext`, :mod:`~lfd13.mlm`, :mod:`~lfd13.mae`, :mod:`~lfd13.clip`, :mod:`~lfd13.finetune`,
    :mod:`~lfd13.sft` — one concept each (pretext tasks, masked language modelling, masked autoencoders,

@@ -20,7 +20,7 @@ ROOT = Path(lfd13.__file__).parent
 LAYERS: dict[str, int] = {
     "style": 0, "sampling": 0, "shipped": 0,
     "runtime": 1, "optim": 1,
-    "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2,
+    "data": 2, "train": 2, "pretrained": 2, "hub": 2, "plotting": 2, "report": 2,
     "evaluation": 3, "cnn": 3,
     "pretext": 4, "clip": 4, "mlm": 4, "finetune": 4, "sft": 4, "mae": 4,
     "peft_tools": 5, "memory": 5,
