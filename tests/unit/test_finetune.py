@@ -1,6 +1,7 @@
 """Tests for lfd13.finetune (data encoding, classifiers, layer freezing, training step and evaluation) and for the
 experiments built on it (lfd13.experiments.finetune_comparison and layer_transfer)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,6 +227,36 @@ def test_the_shipped_transfer_result_holds_every_run_of_its_settings() -> None:
     for r in lt.SETTINGS.runs:
         assert result.seeds[r.task] == r.seeds and set(result.runs[r.task]) == set(r.variants)
         assert all(len(accs) == len(r.seeds) and all(0 <= a <= 1 for a in accs) for accs in result.runs[r.task].values())
+
+
+def test_choose_on_validation_extends_the_grid_until_the_winner_is_interior() -> None:
+    from lfd13.experiments.layer_transfer import choose_on_validation
+
+    tried = []
+
+    def run_at(lr: float) -> tuple[list[float], list[float]]:  # validation peaks at lr = 0.1; test is never read
+        tried.append(lr)
+        return [1 - abs(np.log10(lr) + 1)] * 2, [0.0, 0.0]
+
+    lr, grid = choose_on_validation(run_at, (1e-3, 3e-3, 1e-2), max_extensions=5)
+    assert lr == 0.09 and min(grid) < lr < max(grid) and tried[:3] == [1e-3, 3e-3, 1e-2]
+    lr, grid = choose_on_validation(run_at, (1e-3, 3e-3, 1e-2), max_extensions=1)  # stops at the edge when told to
+    assert lr == max(grid) == 0.03 and len(grid) == 4
+
+
+def test_the_shipped_image_learning_rates_were_chosen_on_validation_inside_their_grids() -> None:
+    from lfd13.experiments import layer_transfer as lt
+
+    result, text = lt.load(), lt.load_text()
+    for task, by_variant in result.lr.items():
+        for variant, lr in by_variant.items():
+            grid = result.grid[task][variant]
+            assert min(grid) < lr < max(grid), (task, variant, sorted(grid))
+            assert list(result.runs[task][variant])[: lt.SETTINGS.choose_seeds] == grid[lr]["test"]
+            assert np.mean(grid[lr]["validation"]) == max(np.mean(g["validation"]) for g in grid.values())
+    assert set(text.runs) == {name for name, *_ in lt.TEXT_SETTINGS.arms}
+    for arm, lr in text.lr.items():  # the shipped text arms share the recipe's rate: a grid of one value each
+        assert lr in text.grid[arm] and list(text.runs[arm]) == text.grid[arm][lr]["test"]
 
 
 def test_a_label_draw_is_disjoint_and_validates_on_the_same_posts_at_every_budget() -> None:
