@@ -9,8 +9,8 @@ Every method trains with one budget (:attr:`Settings.budget`) at its own learnin
    (never on the test set); :func:`best_learning_rate` picks each method's rate from those scores;
 2. **seed comparison**: every method for every seed (a seed draws the labelled posts, the
    head and the batch order), scored on the test posts; prompt tuning twice, with the text at its
-   pre-training positions (:class:`lfd13.peft_tools.PositionsAfterPrompt`) and at peft's shifted
-   ones, so that the shift's effect is measured;
+   pre-training positions (:class:`lfd13.peft_tools.PositionsAfterPrompt`), and, where
+   :attr:`Settings.shifted_rates` is not empty, at peft's shifted ones as well;
 3. **update energy**: the share of seed 0's full fine-tuning update of every layer's query and
    value matrices in their top singular directions, with a fine-tuning on shuffled labels as
    the control (:func:`lfd13.peft_tools.update_energy`);
@@ -82,11 +82,12 @@ class Settings:
     lora_rank: int = 8  # r of the LoRA in the search and the seed comparison
     lora_alpha: float = pt.LORA_ALPHA  # LoRA's alpha, fixed whatever the rank (Hu et al.)
     num_virtual_tokens: int = 20  # soft prompts of prompt tuning
-    full_rates: tuple[float, ...] = (2e-5, 5e-5, 1e-4, 3e-4, 1e-3)  # the learning-rate grid of full fine-tuning
+    full_rates: tuple[float, ...] = (2e-5, 5e-5, 1e-4, 3e-4)  # the learning-rate grid of full fine-tuning
     lora_rates: tuple[float, ...] = (2e-3, 5e-3, 1e-2)  # ... of LoRA
-    prompt_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1, 1.0, 3.0)  # ... of prompt tuning (text at its positions)
-    head_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1, 1.0, 3.0)  # ... of the head alone (prompt tuning's control)
-    shifted_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1, 1.0, 3.0)  # ... of prompt tuning at peft's shifted positions
+    prompt_rates: tuple[float, ...] = (1e-1, 3e-1, 1.0, 3.0)  # ... of prompt tuning (text at its positions)
+    head_rates: tuple[float, ...] = (1e-1, 3e-1, 1.0, 3.0)  # ... of the head alone (prompt tuning's control)
+    # ... of prompt tuning at peft's shifted positions; empty: that control is not run
+    shifted_rates: tuple[float, ...] = ()
     search_seed: int = 0  # the draw, head, adapter initialisation and batch order of the learning-rate search
     seeds: tuple[int, ...] = (0, 1, 2)  # draws of the seed comparison (the first one: energy and rank sweep)
     ranks: tuple[int, ...] = (1, 2, 8, 32)  # ranks of the sweep
@@ -100,8 +101,9 @@ class Settings:
     @property
     def grids(self) -> dict[str, tuple[float, ...]]:
         """Method -> its learning-rate grid; LoRA's name carries its alpha, e.g. ``"LoRA r=8, alpha=16"``."""
-        return {FULL: self.full_rates, self.lora_search: self.lora_rates, PROMPT: self.prompt_rates,
-                HEAD: self.head_rates, PROMPT_SHIFTED: self.shifted_rates}
+        grids = {FULL: self.full_rates, self.lora_search: self.lora_rates, PROMPT: self.prompt_rates,
+                 HEAD: self.head_rates, PROMPT_SHIFTED: self.shifted_rates}
+        return {method: grid for method, grid in grids.items() if grid}
 
     @property
     def lora_search(self) -> str:
@@ -315,7 +317,8 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
         row = fit_and_score(method, model, train, test, recipe, total=total, seed=seed, device=device)
         return Run(round(row.accuracy, 5), row.trainable, round(row.seconds, 1))
 
-    seeds: dict[str, dict[int, Run]] = {FULL: {}, settings.lora: {}, PROMPT: {}, HEAD: {}, PROMPT_SHIFTED: {}}
+    prompt_arms = [method for method in (PROMPT, HEAD, PROMPT_SHIFTED) if method in settings.grids]
+    seeds: dict[str, dict[int, Run]] = {FULL: {}, settings.lora: {}, **{method: {} for method in prompt_arms}}
     energy: dict[str, dict[str, list[float]]] = {}
     first = settings.seeds[0]
     for seed in settings.seeds:
@@ -332,7 +335,7 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
         model = lora(seed, settings.lora_rank, settings.lora_alpha)
         seeds[settings.lora][seed] = score(settings.lora, model, train, lora_recipe, seed)
         makers = method_makers(settings, lambda: classifier(seed), seed)
-        for method in (PROMPT, HEAD, PROMPT_SHIFTED):
+        for method in prompt_arms:
             seeds[method][seed] = score(method, makers[method](), train, recipes[method], seed)
     train, kept = training_posts(news, tokenizer, first, settings), None
     sweep: dict[str, dict[int, Run]] = {ALPHA_FIXED: {}, ALPHA_2R: {}}
