@@ -39,6 +39,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lfd13.evaluation import tfidf_baseline  # the classical baseline, here beside what it is compared with
 from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder, mean_pool
 from lfd13.runtime import get_device, seeded
 from lfd13.train import History, Recipe, train, trim_padding
@@ -411,33 +412,3 @@ def mean_pooled_features(
         h = hidden.last_hidden_state if layer == -1 else hidden.hidden_states[layer]  # (B, L, D)
         out.append(mean_pool(h, mask).float().cpu())
     return torch.cat(out)
-
-
-def tfidf_baseline(
-    train_texts: Sequence[str],
-    train_labels: torch.Tensor,
-    test_texts: Sequence[str],
-    test_labels: torch.Tensor,
-    *,
-    max_words: int | None = 50,
-    c: float = 10.0,
-) -> float:
-    """Accuracy of TF-IDF + logistic regression: the classical baseline without pre-training.
-
-    Args:
-        max_words: cut each text to its first words, to see about as much as a 64-token
-            encoder does (None: whole texts).
-        c: inverse L2 regularisation strength of the logistic regression (choose it on
-            validation texts: pass them as ``test_texts``).
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    def cut(texts: Sequence[str]) -> list[str]:
-        return [" ".join(t.split()[:max_words]) if max_words else t for t in texts]
-
-    # newton-cg: the same optimum as the default lbfgs, which takes seconds on these sparse features at large C
-    clf = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=c, solver="newton-cg", max_iter=2000))
-    clf.fit(cut(train_texts), torch.as_tensor(train_labels).numpy())
-    return float((clf.predict(cut(test_texts)) == torch.as_tensor(test_labels).numpy()).mean())

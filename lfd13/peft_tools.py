@@ -5,28 +5,19 @@ fine-tuning (PEFT; Ding et al. 2023) freezes them and trains a tiny number of ne
 
 - **LoRA** (Hu et al. 2021) adds a low-rank update to chosen weight matrices,
   ``W x + (alpha / r) · B A x`` with ``A`` [r, D_in] random and ``B`` [D_out, r] zero at the
-  start (so training starts from the pretrained model), on the hypothesis that the
-  update a task needs has a low *intrinsic rank*. Hu et al. keep ``alpha`` fixed while
-  they vary ``r``; rsLoRA (Kalajdzievski 2023) scales by ``alpha / sqrt(r)`` instead.
+  start, on the hypothesis that a task's update has a low *intrinsic rank*. Hu et al. keep
+  ``alpha`` fixed while they vary ``r``; rsLoRA (Kalajdzievski 2023) scales by ``alpha / sqrt(r)``.
   After training, ``B A`` can be added into ``W``: the merged model is as fast as the original.
-- **Prompt tuning** (Lester et al. 2021) prepends ``n`` trainable *soft-prompt* vectors to
-  the input embeddings and trains nothing else (on a classifier: and its head, so
-  :func:`freeze_all_but_head` gives the control without a prompt).
+- **Prompt tuning** (Lester et al. 2021) prepends ``n`` trainable *soft-prompt* vectors to the
+  input embeddings and trains only them (and a classifier's head: :func:`freeze_all_but_head`).
 
-Both come from the ``peft`` library (``LoraConfig``, ``PromptTuningConfig``, ``get_peft_model``,
-``merge_and_unload``); lfd13 implements no LoRA layer of its own. This module adds what peft
-does not do: configs for a sequence classifier (:func:`lora_config`, :func:`prompt_tuning_config`);
-:func:`apply_peft`, which for prompt tuning on a BERT classifier points the pooler back at
-``[CLS]`` (peft puts the virtual tokens *before* it, so BERT's pooler, which reads position 0,
-would read a soft prompt: :class:`PoolerAfterPrompt`); the head-only control
-(:func:`freeze_all_but_head`); what training costs (:func:`trainable_parameters`,
-:func:`training_memory`); a check that merging keeps the outputs (:func:`merge_check`); the rank
-of weight updates (:func:`lora_delta_weights`, :func:`weight_updates`, :func:`energy_in_top_k`,
-:func:`update_energy`); and an adapter shipped as a checkpoint (:func:`save_adapter`,
-:func:`load_adapter`, through :mod:`lfd13.shipped`).
+Both come from the ``peft`` library; lfd13 implements no LoRA layer of its own. This module adds
+what peft does not do: configs for a sequence classifier; :func:`apply_peft`, which for prompt
+tuning on a BERT classifier points the pooler back at ``[CLS]`` (:class:`PoolerAfterPrompt`) and
+gives the text its pre-training positions (:class:`PositionsAfterPrompt`); the head-only control;
+a check that merging keeps the outputs; the rank of weight updates; an adapter as a checkpoint.
 
-Parameter counts come from the libraries: ``PeftModel.get_nb_trainable_parameters()`` and
-transformers' ``model.num_parameters(only_trainable=...)``.
+Parameter counts come from ``PeftModel.get_nb_trainable_parameters()`` and transformers.
 
 Shapes: B batch, L tokens, D hidden width, C classes, n virtual tokens, r LoRA rank.
 """
@@ -92,14 +83,10 @@ class PoolerAfterPrompt(nn.Module):
 class PositionsAfterPrompt(nn.Module):
     """BERT's embeddings, giving the text its pre-training positions after ``n`` prepended virtual tokens.
 
-    peft 0.21's prompt tuning for sequence classification prepends the soft prompts to the token
-    embeddings and drops any ``position_ids``; BERT then numbers the ``n + L`` inputs ``0 … n + L - 1``,
-    so ``[CLS]`` sits at position ``n`` and every token at ``i + n``: absolute positions the encoder
-    never saw there in pre-training. This wrapper hands the embeddings the positions
-    ``[P - n, …, P - 1, 0, 1, …, L - 1]`` (``P`` = ``max_position_embeddings``): the text keeps
-    ``0 … L - 1`` and the virtual tokens take the last ``n`` rows of the position table, which
-    no text shorter than ``P - n`` tokens uses. A soft prompt is a free vector, so the position
-    embedding added to it only shifts where it starts. The weights are the pretrained ones, unchanged.
+    peft 0.21 prepends the soft prompts and drops ``position_ids``, so BERT puts token ``i`` at
+    position ``i + n``, where the encoder never saw it. This wrapper passes the positions
+    ``[P - n, …, P - 1, 0, …, L - 1]`` (``P`` = ``max_position_embeddings``): the text keeps its
+    pre-training positions and the soft prompts (free vectors) take the last ``n`` rows of the table.
     """
 
     def __init__(self, embeddings: nn.Module, offset: int) -> None:
