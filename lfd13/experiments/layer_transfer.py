@@ -104,7 +104,7 @@ class Settings:
     # every target network (its learning rate is chosen per variant and task from `lrs`)
     target_recipe: Recipe = field(default_factory=lambda: Recipe(steps=150, lr=3e-3, batch_size=50))
     lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)  # the learning-rate grid, extended by factors of 3 past an edge
-    max_extensions: int = 3  # at most this many extensions of the grid per variant
+    max_extensions: int = 6  # at most this many extensions of the grid per variant (a frozen network's new head wants rates near 1)
     n_val: int = 20  # validation examples per class, from the task's pool, never among the labelled ones
     choose_seeds: int = 1  # the learning rate is chosen on the validation accuracy of the first this many seeds
     # variant name -> the blocks of the source network a target network copies, frozen
