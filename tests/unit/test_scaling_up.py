@@ -1,4 +1,4 @@
-"""Every chapter's "Scaling up" snippet runs as pasted: no undefined name, and every lfd13 call exists.
+"""Every chapter's "Scaling up" snippet (a section, or a collapsed block) runs as pasted: no undefined name, and every lfd13 call exists.
 
 The snippets load real hub checkpoints and want a GPU, so the book does not run them. What
 keeps them from rotting: each one is checked here as code — pyflakes finds no undefined or
@@ -28,12 +28,19 @@ def scaling_up_snippet(path: Path) -> str:
     """The code block of a chapter's "Scaling up" section."""
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         text = "".join(cell["source"])
-        if cell["cell_type"] == "markdown" and "## Scaling up" in text:
+        if cell["cell_type"] != "markdown":
+            continue
+        if "## Scaling up" in text:  # a section
             section = text.split("## Scaling up", 1)[1].split("\n## ", 1)[0]
-            blocks = BLOCK.findall(section)
-            assert blocks, f"{path.name}: the Scaling up section has no python block"
-            return "\n".join(blocks)
-    raise AssertionError(f"{path.name} has no Scaling up section")
+        elif "{dropdown} Scaling up" in text:  # a collapsed block: up to the fence that closes it
+            fence, rest = re.search(r"(`{3,}|:{3,})\{dropdown\} Scaling up(.*)", text, re.S).groups()
+            section = re.split(rf"\n{fence}\s*(?:\n|$)", rest, maxsplit=1)[0]
+        else:
+            continue
+        blocks = BLOCK.findall(section)
+        assert blocks, f"{path.name}: the Scaling up section has no python block"
+        return "\n".join(blocks)
+    raise AssertionError(f"{path.name} has no Scaling up section (a '## Scaling up' heading or a 'Scaling up' dropdown)")
 
 
 def lfd13_references(code: str) -> list[tuple[str, str]]:
