@@ -15,10 +15,9 @@ learns in seconds on a CPU:
   and the end-of-text pooling of open_clip untouched.
 - **Image tower**: :class:`ConvImageEncoder`, three strided convolutions and a
   linear projection, set as ``model.visual``. open_clip's own
-  ``VisionTransformer`` is available (``image_tower="vit"``). Trained with the CNN's
-  recipe and step count, which were not tuned for it, it did not learn shape; a
-  convolution's locality and weight sharing are a helpful prior for small images
-  and few steps, which a ViT has to learn from data.
+  ``VisionTransformer`` is available (``image_tower="vit"``). The CNN was chosen
+  beforehand: a convolution's locality and weight sharing are a helpful prior for
+  small images and few steps, which a ViT has to learn from data.
 
 The contrastive loss, zero-shot classification and retrieval are *not*
 implemented here: the book uses ``open_clip.loss.ClipLoss`` and shows the other
@@ -81,9 +80,10 @@ class CLIPConfig:
             raise ValueError(f"init_temperature must lie in (0, 1], got {self.init_temperature}")
 
 
-#: Named presets. "clip-shapes" is the book's model; "clip-tiny" is for tests.
+#: Named presets. "clip-shapes" is the book's model, its CNN's pooling the one chosen on validation combinations
+#: (mean over max; ``python -m lfd13.recreate clip-design``); "clip-tiny" is for tests.
 PRESETS: dict[str, CLIPConfig] = {
-    "clip-shapes": CLIPConfig(),
+    "clip-shapes": CLIPConfig(cnn_pool="mean"),
     "clip-shapes-vit": CLIPConfig(image_tower="vit"),
     "clip-tiny": CLIPConfig(embed_dim=16, image_size=16, cnn_channels=(8, 16, 16), vit_width=16, vit_layers=1, text_width=16, text_heads=2),
 }
@@ -93,8 +93,8 @@ class ConvImageEncoder(nn.Module):
     """Image tower: strided 3x3 convolutions, global max (or mean) pooling, a linear projection.
 
     Max pooling asks "is this pattern anywhere in the image?", which suits one shape
-    at a random position. It was chosen over mean pooling for the coloured-shape world by its
-    accuracy on the held-out colour-shape pairs (the test combinations, so that figure is optimistic).
+    at a random position. The book chooses between them by zero-shot accuracy on validation
+    colour-shape combinations (:mod:`lfd13.experiments.clip_pretraining`), never on the test ones.
 
     ``forward(images [B, 3, H, W]) -> features [B, D]`` (not normalised; open_clip's
     ``encode_image`` normalises them).

@@ -141,3 +141,30 @@ def test_a_preset_by_name_is_the_preset_and_an_unknown_one_lists_the_names():
         assert torch.equal(va, vb), k
     with pytest.raises(UnknownPresetError, match="clip-shapes.*clip-tiny"):
         build_clip("clip-huge", texts=TEXTS, seed=0)
+
+
+def test_design_is_chosen_on_validation_combinations_disjoint_from_the_test_ones():
+    """The validation twin holds out other combinations than the test split, arranged alike (one per colour)."""
+    from lfd13.data.shapes import PRESETS as WORLDS
+    from lfd13.experiments import clip_pretraining as exp
+
+    for design, run in ((exp.DESIGN_SETTINGS, exp.SETTINGS), (exp.DESIGN_TINY, exp.TINY)):
+        world = WORLDS[run.world]
+        assert design.world == run.world and design.preset == run.preset
+        assert not set(design.validation_held_out) & set(world.held_out)
+        assert sorted(c for c, _ in design.validation_held_out) == sorted(c for c, _ in world.held_out)
+    assert exp.DESIGN_SETTINGS.recipe == exp.SETTINGS.recipe and exp.DESIGN_SETTINGS.n_train == exp.SETTINGS.n_train
+    assert exp.SCALING_SETTINGS.run == exp.SETTINGS
+    assert max(exp.SCALING_SETTINGS.n_train) < exp.SETTINGS.n_train
+
+
+def test_design_search_and_scaling_run_and_choose_from_their_grids(tmp_path):
+    from lfd13.experiments import clip_pretraining as exp
+
+    found = exp.write_design(exp.DESIGN_TINY, checkpoints=tmp_path, results=tmp_path, device="cpu", progress=False)
+    assert found["chosen"]["pool"] in exp.DESIGN_TINY.pools
+    assert len(found["validation"]) == len(exp.DESIGN_TINY.pools)
+    assert exp.check_design(checkpoints=tmp_path, results=tmp_path) == found
+    curve = exp.write_scaling(exp.SCALING_TINY, checkpoints=tmp_path, results=tmp_path, device="cpu", progress=False)
+    assert set(curve["scaling"]) == {str(n) for n in exp.SCALING_TINY.n_train}
+    assert all(0.0 <= a <= 1.0 for row in curve["scaling"].values() for a in row["held_out"] + row["seen"])
