@@ -261,6 +261,23 @@ def test_the_shipped_runs_cover_their_settings() -> None:
             steps = [s for s, _ in r.history.evals["validation"]]
             assert steps == list(range(settings.eval_every, settings.recipe.steps + 1, settings.eval_every))
             assert r.best_step in steps and 0 < r.accuracy <= 1
+    # every arm trains at the rate it chose on validation, and that rate is inside its grid, not at an edge
+    arms = [pretext_benefits.scratch_arm(n) for n in settings.budgets] + list(pretext_benefits.STARTS)
+    assert sorted(result.learning_rates) == sorted(arms)
+    for arm in arms:
+        assert sorted(result.lr_search[arm]) == sorted(settings.lr_grid)
+        chosen = result.learning_rates[arm]
+        assert chosen == pretext_benefits.best_learning_rate(result.lr_search[arm])
+        assert min(settings.lr_grid) < chosen < max(settings.lr_grid), f"{arm}: {chosen} is at an edge of the grid"
+
+
+def test_the_best_learning_rate_breaks_ties_towards_the_smaller_rate() -> None:
+    from lfd13.experiments.pretext_benefits import best_learning_rate, scratch_arm
+
+    assert best_learning_rate({1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.9}) == 3e-3
+    assert scratch_arm(1) == "scratch, 1 label" and scratch_arm(10) == "scratch, 10 labels"
+    with pytest.raises(ValueError, match="empty"):
+        best_learning_rate({})
 
 
 def test_an_unknown_preset_lists_the_known_ones() -> None:
