@@ -188,9 +188,20 @@ def skeleton(text: str) -> str:
     return NUMBER.sub("#", text)
 
 
+# An interval in a table column (lfd13.report.comparison_table: "-6.5 to +7.8"), both bounds signed.
+SIGNED_PAIR = re.compile(r"(?<![\w.])(?P<lower>[+\-\u2212]\d[\d,]*(?:\.\d+)?)\s+to\s+(?P<upper>[+\-\u2212]\d[\d,]*(?:\.\d+)?)")
+
+
 def interval_bounds_in_points(text: str) -> set[int]:
-    """Start offsets of the numbers that bound a 95 % interval of a difference in points."""
+    """Start offsets of the numbers that bound a 95 % interval of a difference in points.
+
+    Besides a "CI"/"interval" clause, a pair of signed bounds with a "+" ("-6.5 to +7.8", a
+    comparison table's column) is a difference's interval in points.
+    """
     found = set()
+    for m in SIGNED_PAIR.finditer(text):
+        if "+" in (m.group("lower")[:1], m.group("upper")[:1]):
+            found.update((m.start("lower"), m.start("upper")))
     for m in INTERVAL_CLAUSE.finditer(text):
         before = text[max(0, m.start() - 40):m.start()].replace("95 %", "").replace("95%", "")
         lower, upper = m.group("lower"), m.group("upper")
