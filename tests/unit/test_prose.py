@@ -1,8 +1,10 @@
-"""The chapters' prose is true to their runs: numbers and verdicts computed, no development language.
+"""The chapters' prose is true to their runs and reads as a lesson.
 
 The rules and their exemptions are in ``tests/prose_rules.py``. The number and verdict rules
 cover the chapters in ``NUMBERS_CHECKED``; the development-language rule covers every chapter
-and the book's other reader pages.
+and the book's other reader pages; the chapter form (no tooling on the main path, a few glued
+values per paragraph, no nested parentheses, no sentence built in code, solutions answered in
+words, one collapsed "Reproduce this chapter" block) covers every chapter.
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.prose_rules import check_notebook, development_findings
+from tests.prose_rules import (
+    MAX_MAIN_PATH_MINUTES,
+    REPRODUCE_TITLE,
+    TOOLING,
+    blocks,
+    check_notebook,
+    development_findings,
+    form_findings,
+    measure_reading,
+    reproduce_blocks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
@@ -44,6 +56,41 @@ def test_no_development_language_in_chapters(stem):
 def test_no_development_language_in_pages(page):
     findings = development_findings(0, (BOOK / page).read_text(), "page")
     assert not findings, "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_chapter_form(stem):
+    findings = form_findings(_read(stem))
+    assert not findings, "\n".join(map(str, findings)) + (
+        "\nTooling words belong in the collapsed 'Reproduce this chapter' or 'How this was measured' blocks; a "
+        "comparison's numbers in one table (lfd13.report), the prose quoting a few values; glue values, not sentences "
+        "(lfd13.report.glue_values); a solution ends by printing its answer in a sentence."
+    )
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_one_reproduce_block_per_chapter(stem):
+    assert reproduce_blocks(_read(stem)) == 1, f"{stem}: give the chapter exactly one collapsed '{REPRODUCE_TITLE}' block"
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_main_path_reads_in_half_an_hour(stem):
+    reading = measure_reading(_read(stem))
+    assert reading["minutes"] <= MAX_MAIN_PATH_MINUTES, (
+        f"{stem}: the main path takes about {reading['minutes']} minutes to read ({reading}); move analyses beyond the "
+        f"slide into collapsed 'Going further' blocks (python benchmarks/reading.py measures it)"
+    )
+
+
+@pytest.mark.parametrize("page", READER_PAGES)
+def test_no_tooling_on_reader_pages(page):
+    hits = [
+        m.group(0)
+        for b in blocks((BOOK / page).read_text())
+        if not b.collapsed
+        for m in TOOLING.finditer(b.text)
+    ]
+    assert not hits, f"{page} speaks of {hits} outside a collapsed block"
 
 
 def test_cited_numbers_are_lists_of_strings():
@@ -113,3 +160,61 @@ def test_checker_flags_development_language_where_readers_see_it():
     assert sorted((f.cell, f.text.lower()) for f in found) == [
         (0, "goal"), (0, "reference run"), (0, "the issue"), (1, "goal"), (1, "nbval"),
     ]
+
+
+def _glued(name, value):
+    return {"output_type": "display_data", "metadata": {"scrapbook": {"name": name}},
+            "data": {"application/papermill.record/text/plain": repr(value)}}
+
+
+def test_form_flags_tooling_on_the_main_path_only():
+    nb = _nb(
+        _md("The runs were recorded and ship as JSON.\n\n```{dropdown} Reproduce this chapter\n"
+            "`python -m lfd13.recreate mae` writes the JSON record.\n```"),
+        _code("from myst_nb import glue", output="recorded on two CPU cores\n"),
+        _code("glue('x', 1)  # recorded", tags=["hide-cell"]),
+    )
+    found = form_findings(nb)
+    assert sorted((f.cell, f.rule, f.text) for f in found) == [
+        (0, "tooling on the main path", "JSON"), (0, "tooling on the main path", "recorded"),
+        (0, "tooling on the main path", "ship"), (1, "tooling in a visible output", "CPU cores"),
+        (1, "tooling in a visible output", "recorded"), (1, "tooling in visible code", "glue"),
+    ]
+    assert reproduce_blocks(nb) == 1
+
+
+def test_form_counts_glue_roles_per_paragraph_main_and_collapsed():
+    five = " ".join(f"{{glue:text}}`v{i}`" for i in range(5))
+    assert [f.rule for f in form_findings(_nb(_md(five)))] == ["5 glue roles in one paragraph (at most 4)"]
+    assert form_findings(_nb(_md(f":::{{admonition}} How this was measured\n:class: dropdown\n{five}\n:::"))) == []
+
+
+def test_form_flags_nested_parentheses_with_glued_values_substituted():
+    cell = _code("glue_values('ft', d=...)")
+    cell["outputs"] = [_glued("ft_d", "+3.1 (n=3)")]
+    found = form_findings(_nb(_md("above the CNN ({glue:text}`ft_d`)"), cell))
+    assert [f.rule for f in found] == ["nested parentheses"]
+    assert form_findings(_nb(_md("above the CNN ({glue:text}`ft_d`), see $f(x)$ and (a) (b)"), _code("x"))) == []
+
+
+def test_form_flags_a_glued_sentence_but_not_a_verdict_word():
+    cell = _code("x")
+    cell["outputs"] = [_glued("a", "level with"), _glued("b", "At this budget all of it comes from pre-training."),
+                       _glued("c", 0.25)]
+    assert [(f.rule, f.text) for f in form_findings(_nb(cell))] == [("glued text is a sentence", "b")]
+
+
+def test_form_wants_a_solution_to_end_in_words():
+    terse = _code("# Solution\nprint(acc)", output="0.91\n", tags=["hide-cell"])
+    worded = _code("# Solution\nprint(acc)", output="0.91\nThe [CLS] probe is below the mean-pooled probe here.\n",
+                   tags=["hide-cell"])
+    assert [f.rule for f in form_findings(_nb(terse))] == ["a solution whose last printed line is not an answer in words"]
+    assert form_findings(_nb(worded)) == []
+
+
+def test_reading_time_counts_only_the_main_path():
+    words = " ".join(["word"] * 400)
+    open_nb = _nb(_md(words), _code("a = 1\nb = 2\n# a comment"))
+    closed_nb = _nb(_md(f"```{{dropdown}} Going further\n{words}\n```"), _code("a = 1", tags=["hide-cell"]))
+    assert measure_reading(open_nb) == {"words": 400, "code_lines": 2, "figures_and_tables": 0, "minutes": 2.1}
+    assert measure_reading(closed_nb)["minutes"] == 0
