@@ -132,6 +132,7 @@ out["clip"] = {{"image": list(img.shape), "text": list(txt.shape), "norm": float
 # Chapters 5b and 6: SFT with the loss on the response only, LoRA on the attention projections
 tok, lm = hub.load_causal_lm({NAMES["llm"]!r}, device=device)
 batch = hub.sft_batch(tok, ["reverse:abc>", "upper:ab>"], ["cba", "AB"])
+out["boundary"] = hub.splits_at_boundary(tok, "reverse:abc>\\n", "cba")
 full = lm(**batch).loss
 targets = hub.attention_projections(lm)
 peft_lm = hub.lora_causal_lm(lm, r=4, target_modules=None)
