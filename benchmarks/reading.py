@@ -40,10 +40,12 @@ def main() -> None:
     paths = args.notebooks or sorted((ROOT / "book").glob("0*.ipynb"))
     rows = {}
     for path in paths:
-        path = path if path.is_absolute() else ROOT / path
-        rel = path.relative_to(ROOT).as_posix()
-        text = (subprocess.run(["git", "show", f"{args.rev}:{rel}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-                if args.rev else path.read_text())
+        if args.rev:  # the chapter as committed: its path inside the repository
+            rel = (path if path.is_absolute() else ROOT / path).resolve().relative_to(ROOT).as_posix()
+            text = subprocess.run(["git", "show", f"{args.rev}:{rel}"], cwd=ROOT, capture_output=True, text=True,
+                                  check=True).stdout
+        else:  # any notebook, in the repository or not
+            text = path.read_text()
         rows[path.stem] = measure_reading(json.loads(text))
     print(f"{'chapter':<22}{'words':>7}{'code lines':>12}{'figures+tables':>16}{'minutes':>9}")
     for stem, r in rows.items():

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 from transformers import (
+    AutoModel,
     AutoModelForSequenceClassification,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -46,6 +47,7 @@ __all__ = [
     "EncodedTexts",
     "tokenize_texts",
     "build_sequence_classifier",
+    "MeanPooledClassifier",
     "load_classifier",
     "encoder_layers",
     "freeze_bottom_layers",
@@ -111,11 +113,50 @@ def tokenize_texts(
 # --------------------------------------------------------------------------- models
 
 
-def build_sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pretrained: bool = True, seed: int = 0) -> PreTrainedModel:
-    """The encoder's architecture with a classification head (``AutoModelForSequenceClassification``).
+class MeanPooledClassifier(nn.Module):
+    """An encoder with a linear head on the mean of its last layer's token vectors.
 
-    For BERT-family encoders the head is the library's: the pooler (dense + tanh on the
-    [CLS] vector), dropout and a linear layer to C logits.
+    That mean is how sentence-transformers encoders such as all-MiniLM-L6-v2 were trained to
+    embed a text, so fine-tuning this model starts from the features a linear probe reads
+    (:func:`mean_pooled_features`). The encoder is kept, less a [CLS] pooler it may have (it is
+    removed). Called like a transformers classifier:
+    ``model(input_ids=, attention_mask=, labels=)`` returns ``.loss`` (when labels are given)
+    and ``.logits`` [B, C].
+    """
+
+    def __init__(self, encoder: PreTrainedModel, num_labels: int) -> None:
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # BERT's pooler reads [CLS], which this head does not: it would train nothing
+        self.base_model = encoder  # the encoder: freeze_bottom_layers and mean_pooled_features find it here
+        self.config = encoder.config
+        self.dropout = nn.Dropout(encoder.config.hidden_dropout_prob)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=encoder.config.initializer_range)  # as BERT's own head
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        h = self.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
+        logits = self.classifier(self.dropout(mean_pool(h, attention_mask)))  # (B, C)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        """Parameters (trainable only, if asked), as a transformers model counts them."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
+
+
+def build_sequence_classifier(
+    encoder: PreTrainedModel, *, num_labels: int, pretrained: bool = True, seed: int = 0, pooling: str = "cls"
+) -> PreTrainedModel:
+    """The encoder's architecture with a classification head.
+
+    With ``pooling="cls"`` (the default) the head is the library's
+    (``AutoModelForSequenceClassification``; for BERT-family encoders the pooler, dense + tanh
+    on the [CLS] vector, dropout and a linear layer to C logits). With ``pooling="mean"`` it is
+    a :class:`MeanPooledClassifier`: dropout and a linear layer on the mean of the token vectors.
 
     Args:
         encoder: a pretrained ``AutoModel`` (e.g. from :func:`lfd13.pretrained.load_text_encoder`).
@@ -123,12 +164,20 @@ def build_sequence_classifier(encoder: PreTrainedModel, *, num_labels: int, pret
         pretrained: copy the encoder's weights (True) or keep the random initialisation of the
             same architecture (False: "training from scratch").
         seed: seeds the initialisation of the head (and of everything, when not pretrained).
+        pooling: ``"cls"`` or ``"mean"``, what the head reads.
 
     Returns:
         A new model on the encoder's device, in eval mode; the encoder itself is not modified.
     """
     if num_labels < 2:
         raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+    if pooling not in ("cls", "mean"):
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    if pooling == "mean":
+        with seeded(seed):
+            base = copy.deepcopy(encoder) if pretrained else AutoModel.from_config(copy.deepcopy(encoder.config))
+            model = MeanPooledClassifier(base, num_labels)
+        return model.to(next(encoder.parameters()).device).eval()
     config = copy.deepcopy(encoder.config)
     config.num_labels = num_labels
     config.problem_type = "single_label_classification"

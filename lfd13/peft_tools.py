@@ -52,7 +52,7 @@ from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
 from lfd13.runtime import seeded
 
 __all__ = [
-    "LORA_ALPHA", "lora_config", "prompt_tuning_config", "PoolerAfterPrompt", "apply_peft", "freeze_all_but_head",
+    "LORA_ALPHA", "lora_config", "prompt_tuning_config", "PoolerAfterPrompt", "PositionsAfterPrompt", "apply_peft", "freeze_all_but_head",
     "trainable_parameters", "MergeCheck", "merge_check",
     "lora_delta_weights", "weight_updates", "energy_in_top_k", "update_energy", "LoraAdapter", "save_adapter",
     "load_adapter",
@@ -89,6 +89,56 @@ class PoolerAfterPrompt(nn.Module):
         return f"offset={self.offset}"
 
 
+class PositionsAfterPrompt(nn.Module):
+    """BERT's embeddings, giving the text its pre-training positions after ``n`` prepended virtual tokens.
+
+    peft 0.21's prompt tuning for sequence classification prepends the soft prompts to the token
+    embeddings and drops any ``position_ids``; BERT then numbers the ``n + L`` inputs ``0 … n + L - 1``,
+    so ``[CLS]`` sits at position ``n`` and every token at ``i + n``: absolute positions the encoder
+    never saw there in pre-training. This wrapper hands the embeddings the positions
+    ``[P - n, …, P - 1, 0, 1, …, L - 1]`` (``P`` = ``max_position_embeddings``): the text keeps
+    ``0 … L - 1`` and the virtual tokens take the last ``n`` rows of the position table, which
+    no text shorter than ``P - n`` tokens uses. A soft prompt is a free vector, so the position
+    embedding added to it only shifts where it starts. The weights are the pretrained ones, unchanged.
+    """
+
+    def __init__(self, embeddings: nn.Module, offset: int) -> None:
+        super().__init__()
+        if offset < 1:
+            raise ValueError(f"offset must be >= 1 (the number of virtual tokens), got {offset}")
+        table = getattr(embeddings, "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):
+            raise TypeError(f"{type(embeddings).__name__} has no position_embeddings table (BertEmbeddings has one)")
+        if offset >= table.num_embeddings:
+            raise ValueError(f"offset {offset} leaves no position for the text ({table.num_embeddings} positions)")
+        self.embeddings = embeddings
+        self.offset = offset
+
+    @property
+    def word_embeddings(self) -> nn.Module:
+        """The wrapped token embeddings (what ``BertModel.get_input_embeddings`` returns)."""
+        return self.embeddings.word_embeddings
+
+    def positions(self, length: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """position ids [1, length] for ``offset`` virtual tokens followed by ``length - offset`` text tokens."""
+        n, size = self.offset, self.embeddings.position_embeddings.num_embeddings
+        if not n <= length <= size:
+            raise ValueError(f"{length} inputs: need at least the {n} virtual tokens and at most {size} in all")
+        virtual = torch.arange(size - n, size, device=device)
+        return torch.cat([virtual, torch.arange(length - n, device=device)]).unsqueeze(0)
+
+    def forward(self, input_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        """inputs [B, n + L(, D)] -> embeddings [B, n + L, D], the text at positions ``0 … L - 1``."""
+        if position_ids is None:
+            shaped = input_ids if input_ids is not None else inputs_embeds
+            position_ids = self.positions(shaped.shape[1], device=shaped.device)
+        return self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"offset={self.offset}"
+
+
 def _pooler_owner(model: nn.Module) -> nn.Module:
     base = getattr(model, "base_model", model)
     if not isinstance(getattr(base, "pooler", None), nn.Module):
@@ -99,7 +149,8 @@ def _pooler_owner(model: nn.Module) -> nn.Module:
     return base
 
 
-def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True, seed: int = 0) -> PeftModel:
+def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True, text_positions: bool = True,
+               seed: int = 0) -> PeftModel:
     """Wrap a sequence classifier with a peft method (``get_peft_model``), ready to train.
 
     peft freezes the pretrained weights, adds the method's parameters (LoRA matrices, soft
@@ -107,13 +158,17 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
 
     For a prompt-learning config (``PromptTuningConfig``) on a BERT classifier the pooler
     is wrapped in :class:`PoolerAfterPrompt` first, so that it reads ``[CLS]`` rather than
-    the first virtual token (``fix_pooling=False`` keeps peft's behaviour, for comparison).
+    the first virtual token (``fix_pooling=False`` keeps peft's behaviour, for comparison), and
+    its embeddings in :class:`PositionsAfterPrompt`, so that the text keeps the positions
+    ``0 … L - 1`` it had in pre-training (``text_positions=False`` keeps peft's numbering, which
+    shifts every token by ``n``).
 
     Args:
         model: a transformers sequence classifier (e.g. from :func:`lfd13.finetune.build_sequence_classifier`);
             it is modified in place and must not be used on its own afterwards.
         config: a peft config with ``task_type="SEQ_CLS"``.
         fix_pooling: apply the prompt-tuning pooling fix.
+        text_positions: give the text its pre-training positions under prompt tuning.
         seed: seeds the initialisation of the new parameters (LoRA's ``A``, the soft prompts),
             which peft draws from PyTorch's global generator; the caller's random state is kept.
 
@@ -132,6 +187,11 @@ def apply_peft(model: nn.Module, config: PeftConfig, *, fix_pooling: bool = True
         if isinstance(owner.pooler, PoolerAfterPrompt):
             raise ValueError("the pooler is already wrapped; apply prompt tuning to a fresh classifier")
         owner.pooler = PoolerAfterPrompt(owner.pooler, config.num_virtual_tokens)
+    if config.is_prompt_learning and text_positions:
+        owner = _pooler_owner(model)
+        if isinstance(owner.embeddings, PositionsAfterPrompt):
+            raise ValueError("the embeddings are already wrapped; apply prompt tuning to a fresh classifier")
+        owner.embeddings = PositionsAfterPrompt(owner.embeddings, config.num_virtual_tokens)
     with warnings.catch_warnings():
         # peft 0.21 calls a transformers 5 property that is being renamed; harmless
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)

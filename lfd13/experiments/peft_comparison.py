@@ -7,8 +7,10 @@ Every method trains with one budget (:attr:`Settings.budget`) at its own learnin
 1. **learning-rate search** (:func:`learning_rate_search`): full fine-tuning, LoRA, prompt tuning
    and the head alone, each trained once at every rate of its grid and scored on validation posts
    (never on the test set); :func:`best_learning_rate` picks each method's rate from those scores;
-2. **seed comparison**: full fine-tuning and LoRA for every seed (a seed draws the labelled
-   posts, the head and the batch order), scored on the test posts;
+2. **seed comparison**: every method for every seed (a seed draws the labelled posts, the
+   head and the batch order), scored on the test posts; prompt tuning twice, with the text at its
+   pre-training positions (:class:`lfd13.peft_tools.PositionsAfterPrompt`), and, where
+   :attr:`Settings.shifted_rates` is not empty, at peft's shifted ones as well;
 3. **update energy**: the share of seed 0's full fine-tuning update of every layer's query and
    value matrices in their top singular directions, with a fine-tuning on shuffled labels as
    the control (:func:`lfd13.peft_tools.update_energy`);
@@ -48,16 +50,19 @@ from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
 from lfd13.runtime import make_generator
 from lfd13.train import Recipe
 
-__all__ = ["NAME", "ROW", "FULL", "PROMPT", "HEAD", "ALPHA_FIXED", "ALPHA_2R", "Settings", "SETTINGS", "TINY", "adapter_name",
+__all__ = ["NAME", "ROW", "FULL", "PROMPT", "HEAD", "PROMPT_SHIFTED", "ALPHA_FIXED", "ALPHA_2R", "Settings", "SETTINGS", "TINY", "adapter_name",
            "MethodResult", "Run", "Result", "best_learning_rate", "chosen_recipe", "training_posts",
            "validation_posts", "test_posts", "shuffled_labels", "fit_and_score", "validation_sweep",
-           "learning_rate_search", "run", "load", "files", "write", "check", "ENTRIES"]
+           "learning_rate_search", "method_makers", "run", "load", "files", "write", "check", "ENTRIES"]
 
 #: The result file this experiment writes, and its row of the recreate table.
 NAME, ROW = "peft_comparison", "peft"
 
 #: Method names that do not depend on the settings (LoRA's carries its rank: :attr:`Settings.lora`).
 FULL, PROMPT, HEAD = "full fine-tuning", "prompt tuning", "head only"
+
+#: Prompt tuning with peft's own position numbering: every text token at ``i + n`` (the shift control).
+PROMPT_SHIFTED = "prompt tuning, shifted positions"
 
 #: The two arms of the rank sweep: alpha fixed at :attr:`Settings.lora_alpha`, or alpha = 2 r.
 ALPHA_FIXED, ALPHA_2R = "alpha fixed", "alpha = 2r"
@@ -77,10 +82,12 @@ class Settings:
     lora_rank: int = 8  # r of the LoRA in the search and the seed comparison
     lora_alpha: float = pt.LORA_ALPHA  # LoRA's alpha, fixed whatever the rank (Hu et al.)
     num_virtual_tokens: int = 20  # soft prompts of prompt tuning
-    full_rates: tuple[float, ...] = (1e-4, 3e-4, 1e-3)  # the learning-rate grid of full fine-tuning
+    full_rates: tuple[float, ...] = (2e-5, 5e-5, 1e-4, 3e-4)  # the learning-rate grid of full fine-tuning
     lora_rates: tuple[float, ...] = (2e-3, 5e-3, 1e-2)  # ... of LoRA
-    prompt_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1)  # ... of prompt tuning
-    head_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1)  # ... of the head alone (prompt tuning's control)
+    prompt_rates: tuple[float, ...] = (1e-1, 3e-1, 1.0, 3.0)  # ... of prompt tuning (text at its positions)
+    head_rates: tuple[float, ...] = (1e-1, 3e-1, 1.0, 3.0)  # ... of the head alone (prompt tuning's control)
+    # ... of prompt tuning at peft's shifted positions; empty: that control is not run
+    shifted_rates: tuple[float, ...] = ()
     search_seed: int = 0  # the draw, head, adapter initialisation and batch order of the learning-rate search
     seeds: tuple[int, ...] = (0, 1, 2)  # draws of the seed comparison (the first one: energy and rank sweep)
     ranks: tuple[int, ...] = (1, 2, 8, 32)  # ranks of the sweep
@@ -94,8 +101,9 @@ class Settings:
     @property
     def grids(self) -> dict[str, tuple[float, ...]]:
         """Method -> its learning-rate grid; LoRA's name carries its alpha, e.g. ``"LoRA r=8, alpha=16"``."""
-        return {FULL: self.full_rates, self.lora_search: self.lora_rates, PROMPT: self.prompt_rates,
-                HEAD: self.head_rates}
+        grids = {FULL: self.full_rates, self.lora_search: self.lora_rates, PROMPT: self.prompt_rates,
+                 HEAD: self.head_rates, PROMPT_SHIFTED: self.shifted_rates}
+        return {method: grid for method, grid in grids.items() if grid}
 
     @property
     def lora_search(self) -> str:
@@ -117,7 +125,8 @@ def adapter_name(ranks: Iterable[int]) -> str:
 SETTINGS = Settings()
 TINY = Settings(n_per_class=2, n_val_per_class=1, n_test_per_class=2, max_length=12,
                 budget=replace(FULL_FINETUNE, steps=1, warmup=0, batch_size=4), lora_rank=2,
-                full_rates=(1e-4,), lora_rates=(5e-3,), prompt_rates=(3e-1,), head_rates=(3e-1,), seeds=(0,),
+                full_rates=(1e-4,), lora_rates=(5e-3,), prompt_rates=(3e-1,), head_rates=(3e-1,),
+                shifted_rates=(3e-1,), seeds=(0,),
                 ranks=(4,))
 
 
@@ -221,13 +230,22 @@ def learning_rate_search(settings: Settings, news: TextSplit, tokenizer: PreTrai
     def classifier() -> PreTrainedModel:
         return copy.deepcopy(initial)  # what build_sequence_classifier(..., seed=seed) gives, without re-initialising
 
-    makers = {FULL: classifier,
-              settings.lora_search: lambda: pt.apply_peft(
-                  classifier(), pt.lora_config(settings.lora_rank, alpha=settings.lora_alpha), seed=seed),
-              PROMPT: lambda: pt.apply_peft(classifier(), pt.prompt_tuning_config(settings.num_virtual_tokens), seed=seed),
-              HEAD: lambda: pt.freeze_all_but_head(classifier())}
+    makers = method_makers(settings, classifier, seed)
     return {method: validation_sweep(makers[method], train, validation, settings.budget, grid, seed=seed, device=device)
             for method, grid in settings.grids.items()}
+
+
+def method_makers(settings: Settings, classifier: Callable[[], PreTrainedModel],
+                  seed: int) -> dict[str, Callable[[], nn.Module]]:
+    """Method -> a function that builds it, ready to train, from a fresh ``classifier()``."""
+    prompt = lambda text_positions: pt.apply_peft(  # noqa: E731
+        classifier(), pt.prompt_tuning_config(settings.num_virtual_tokens), text_positions=text_positions, seed=seed)
+    return {FULL: classifier,
+            settings.lora_search: lambda: pt.apply_peft(
+                classifier(), pt.lora_config(settings.lora_rank, alpha=settings.lora_alpha), seed=seed),
+            PROMPT: lambda: prompt(True),
+            HEAD: lambda: pt.freeze_all_but_head(classifier()),
+            PROMPT_SHIFTED: lambda: prompt(False)}
 
 
 # --------------------------------------------------------------------------- the result
@@ -248,7 +266,7 @@ class Result:
 
     lr_search: dict[str, dict[float, float]]  # method -> {learning rate: validation accuracy}
     learning_rates: dict[str, float]  # method -> the rate the comparison trained with (best_learning_rate of lr_search)
-    seed_comparison: dict[str, dict[int, Run]]  # FULL / Settings.lora -> seed -> run
+    seed_comparison: dict[str, dict[int, Run]]  # FULL / Settings.lora / PROMPT / HEAD / PROMPT_SHIFTED -> seed -> run
     rank_sweep: dict[str, dict[int, Run]]  # ALPHA_FIXED / ALPHA_2R -> rank -> run (seed 0)
     update_energy: dict[str, dict[str, list[float]]]  # "task labels" / "shuffled labels" -> "query"/"value" -> per layer
     energy_top_k: int  # singular directions the energy counts
@@ -290,7 +308,8 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
 
     lr_search = learning_rate_search(settings, news, tokenizer, encoder, device=device)
     rates = {method: best_learning_rate(scores) for method, scores in lr_search.items()}
-    full_recipe, lora_recipe = (replace(settings.budget, lr=rates[m]) for m in (FULL, settings.lora_search))
+    recipes = {method: replace(settings.budget, lr=rate) for method, rate in rates.items()}
+    full_recipe, lora_recipe = recipes[FULL], recipes[settings.lora_search]
 
     start = time.perf_counter()
 
@@ -298,7 +317,8 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
         row = fit_and_score(method, model, train, test, recipe, total=total, seed=seed, device=device)
         return Run(round(row.accuracy, 5), row.trainable, round(row.seconds, 1))
 
-    seeds: dict[str, dict[int, Run]] = {FULL: {}, settings.lora: {}}
+    prompt_arms = [method for method in (PROMPT, HEAD, PROMPT_SHIFTED) if method in settings.grids]
+    seeds: dict[str, dict[int, Run]] = {FULL: {}, settings.lora: {}, **{method: {} for method in prompt_arms}}
     energy: dict[str, dict[str, list[float]]] = {}
     first = settings.seeds[0]
     for seed in settings.seeds:
@@ -314,6 +334,9 @@ def _run(settings: Settings, *, device: Any = None) -> tuple[Result, nn.Module]:
             del before, null
         model = lora(seed, settings.lora_rank, settings.lora_alpha)
         seeds[settings.lora][seed] = score(settings.lora, model, train, lora_recipe, seed)
+        makers = method_makers(settings, lambda: classifier(seed), seed)
+        for method in prompt_arms:
+            seeds[method][seed] = score(method, makers[method](), train, recipes[method], seed)
     train, kept = training_posts(news, tokenizer, first, settings), None
     sweep: dict[str, dict[int, Run]] = {ALPHA_FIXED: {}, ALPHA_2R: {}}
     for r in settings.ranks:

@@ -10,8 +10,8 @@ does that at course scale, on a CPU, one concept per module:
   80/10/10 rule lives there; lfd13 has no masking code of its own), seeded;
 - :mod:`lfd13.mlm.model` — tiny ``RoFormerForMaskedLM`` presets and their left-to-right twin,
   and the training steps;
-- :mod:`lfd13.mlm.evaluate` — masked-token accuracy, the unigram baseline, fill-in-the-blank
-  and the probability of a chosen word;
+- :mod:`lfd13.mlm.evaluate` — masked-token accuracy, the unigram baseline, fill-in-the-blank,
+  the probability of a chosen word, and a difference of accuracies with an interval over documents;
 - :mod:`lfd13.mlm.nsp` — next-sentence-prediction pairs, and the features a frozen encoder
   gives them (``[CLS]`` of the pair; the similarity of the two sentences);
 - :mod:`lfd13.mlm.pretraining` and :mod:`lfd13.mlm.checkpoints` — the pre-training recipe, and
@@ -24,6 +24,7 @@ from lfd13.mlm.checkpoints import KIND, VOCAB_SUFFIX, build_from_checkpoint, che
 from lfd13.mlm.evaluate import (
     accuracy_by_position,
     fill_mask,
+    grouped_difference,
     masked_token_accuracy,
     predict_masked,
     unigram_baseline,
@@ -48,6 +49,7 @@ from lfd13.mlm.pretraining import (
 )
 from lfd13.mlm.tokenizer import (
     SPECIAL_TOKENS,
+    block_documents,
     make_blocks,
     tokenizer_from_vocab,
     train_wordpiece,
@@ -56,8 +58,8 @@ from lfd13.mlm.tokenizer import (
 
 __all__ = [
     "KIND", "PRESETS", "SPECIAL_TOKENS", "VOCAB_SUFFIX", "MLMConfig", "MaskedBatches", "PretrainConfig", "PretrainResult", "SentencePair",
-    "accuracy_by_position", "build_bert", "build_from_checkpoint", "causal_step", "checkpoint_config", "distinct_balanced",
-    "encode_pair", "evaluation_batch", "fill_mask", "load_trained_bert", "make_blocks", "mask_batch", "masked_token_accuracy",
+    "accuracy_by_position", "block_documents", "build_bert", "build_from_checkpoint", "causal_step", "checkpoint_config", "distinct_balanced",
+    "encode_pair", "evaluation_batch", "fill_mask", "grouped_difference", "load_trained_bert", "make_blocks", "mask_batch", "masked_token_accuracy",
     "mlm_collator", "mlm_step", "nsp_labels", "nsp_pairs", "pair_features", "predict_masked", "prepare_corpus", "pretrain",
     "sentence_similarity", "tokenizer_from_vocab", "train_wordpiece", "unigram_baseline", "vocab_file", "vocab_list",
     "word_probabilities",

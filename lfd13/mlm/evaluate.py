@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from transformers import BertTokenizer, PreTrainedModel
 
+from lfd13.evaluation import Comparison
 from lfd13.mlm.model import _encoder_and_head
 from lfd13.runtime import IGNORE_INDEX
 from lfd13.mlm.tokenizer import SPECIAL_TOKENS
@@ -98,6 +99,38 @@ def accuracy_by_position(pred: torch.Tensor, labels: torch.Tensor) -> tuple[torc
     return correct / count.clamp(min=1).where(count > 0, torch.tensor(float("nan"))), count
 
 
+def grouped_difference(
+    correct_a: torch.Tensor, correct_b: torch.Tensor, groups: torch.Tensor, *, n_boot: int = 2000, seed: int = 0
+) -> Comparison:
+    """Accuracy of ``a`` minus accuracy of ``b`` on the same scored tokens, with a 95 % interval over groups.
+
+    Tokens of one group (a document, a block masked several times) are not independent, so the
+    interval resamples whole groups with replacement (a paired cluster bootstrap, percentile
+    interval), never single tokens. It counts the evaluation text's sampling noise only: each
+    model is one training run, so ``n`` of the result is 1.
+
+    Args:
+        correct_a: [M] bool, whether model a got each scored token right.
+        correct_b: [M] bool, the same for model b, token for token.
+        groups: [M] int, the independent unit each token belongs to.
+
+    Returns:
+        A :class:`~lfd13.evaluation.Comparison` (fractions), ``n = 1``.
+    """
+    a, b, g = correct_a.flatten().double(), correct_b.flatten().double(), groups.flatten()
+    if not (len(a) == len(b) == len(g)) or len(a) == 0:
+        raise ValueError(f"correct_a, correct_b and groups must be non-empty and of equal length, got {len(a)}, {len(b)}, {len(g)}")
+    ids, g = torch.unique(g, return_inverse=True)
+    if len(ids) < 2:
+        raise ValueError("the interval needs at least two groups to resample")
+    count = torch.bincount(g, minlength=len(ids)).double()  # tokens per group
+    diff = torch.bincount(g, weights=a - b, minlength=len(ids))  # summed a - b per group
+    draws = torch.randint(len(ids), (n_boot, len(ids)), generator=torch.Generator().manual_seed(seed))
+    boot = diff[draws].sum(1) / count[draws].sum(1)  # (n_boot,)
+    low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=boot.dtype)).tolist()
+    return Comparison(float(diff.sum() / count.sum()), low, high, 1)
+
+
 @torch.no_grad()
 def _blank_distributions(model: PreTrainedModel, tokenizer: BertTokenizer, text: str) -> torch.Tensor:
     """The model's distribution over the vocabulary at each ``[MASK]`` of ``text``: [K, V], special tokens zeroed."""
@@ -147,4 +180,4 @@ def word_probabilities(model: PreTrainedModel, tokenizer: BertTokenizer, text: s
     return [float(probs[0, i]) for i in ids]
 
 
-__all__ = ["accuracy_by_position", "fill_mask", "masked_token_accuracy", "predict_masked", "unigram_baseline", "word_probabilities"]
+__all__ = ["accuracy_by_position", "fill_mask", "grouped_difference", "masked_token_accuracy", "predict_masked", "unigram_baseline", "word_probabilities"]

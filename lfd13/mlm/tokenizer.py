@@ -81,4 +81,20 @@ def make_blocks(tokenizer: BertTokenizer, texts: Sequence[str], *, max_len: int 
     return torch.tensor(rows, dtype=torch.long)
 
 
-__all__ = ["SPECIAL_TOKENS", "make_blocks", "tokenizer_from_vocab", "train_wordpiece", "vocab_list"]
+def block_documents(tokenizer: BertTokenizer, texts: Sequence[str], *, max_len: int = 64) -> torch.Tensor:
+    """Which document each block of :func:`make_blocks` (same arguments) was cut from.
+
+    Blocks of one document share its topic and characters, so a document, not a block, is the
+    independent unit when an interval is computed over held-out text.
+
+    Returns:
+        [N] document index (into ``texts``) of each block, in the order of ``make_blocks``.
+    """
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of documents, not a single string")
+    body = max_len - 2
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return torch.tensor([d for d, doc in enumerate(ids) for _ in range(0, len(doc) - body + 1, body)], dtype=torch.long)
+
+
+__all__ = ["SPECIAL_TOKENS", "block_documents", "make_blocks", "tokenizer_from_vocab", "train_wordpiece", "vocab_list"]

@@ -1,6 +1,7 @@
 """Tests for lfd13.finetune (data encoding, classifiers, layer freezing, training step and evaluation) and for the
 experiments built on it (lfd13.experiments.finetune_comparison and layer_transfer)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -228,6 +229,36 @@ def test_the_shipped_transfer_result_holds_every_run_of_its_settings() -> None:
         assert all(len(accs) == len(r.seeds) and all(0 <= a <= 1 for a in accs) for accs in result.runs[r.task].values())
 
 
+def test_choose_on_validation_extends_the_grid_until_the_winner_is_interior() -> None:
+    from lfd13.experiments.layer_transfer import choose_on_validation
+
+    tried = []
+
+    def run_at(lr: float) -> tuple[list[float], list[float]]:  # validation peaks at lr = 0.1; test is never read
+        tried.append(lr)
+        return [1 - abs(np.log10(lr) + 1)] * 2, [0.0, 0.0]
+
+    lr, grid = choose_on_validation(run_at, (1e-3, 3e-3, 1e-2), max_extensions=5)
+    assert lr == 0.09 and min(grid) < lr < max(grid) and tried[:3] == [1e-3, 3e-3, 1e-2]
+    lr, grid = choose_on_validation(run_at, (1e-3, 3e-3, 1e-2), max_extensions=1)  # stops at the edge when told to
+    assert lr == max(grid) == 0.03 and len(grid) == 4
+
+
+def test_the_shipped_image_learning_rates_were_chosen_on_validation_inside_their_grids() -> None:
+    from lfd13.experiments import layer_transfer as lt
+
+    result, text = lt.load(), lt.load_text()
+    for task, by_variant in result.lr.items():
+        for variant, lr in by_variant.items():
+            grid = result.grid[task][variant]
+            assert min(grid) < lr < max(grid), (task, variant, sorted(grid))
+            assert list(result.runs[task][variant])[: lt.SETTINGS.choose_seeds] == grid[lr]["test"]
+            assert np.mean(grid[lr]["validation"]) == max(np.mean(g["validation"]) for g in grid.values())
+    assert set(text.runs) == {name for name, *_ in lt.TEXT_SETTINGS.arms}
+    for arm, lr in text.lr.items():  # the shipped text arms share the recipe's rate: a grid of one value each
+        assert lr in text.grid[arm] and list(text.runs[arm]) == text.grid[arm][lr]["test"]
+
+
 def test_a_label_draw_is_disjoint_and_validates_on_the_same_posts_at_every_budget() -> None:
     from lfd13.experiments.finetune_comparison import SETTINGS, label_draw
 
@@ -239,15 +270,63 @@ def test_a_label_draw_is_disjoint_and_validates_on_the_same_posts_at_every_budge
     assert not torch.equal(label_draw(labels, 16, 1)[0], small[0])
 
 
+def test_a_mean_pooled_classifier_reads_the_mean_of_the_real_tokens(encoder, tokenizer):
+    data = ft.tokenize_texts(tokenizer, TEXTS, LABELS)
+    model = ft.build_sequence_classifier(encoder, num_labels=4, pooling="mean", seed=0)
+    assert isinstance(model, ft.MeanPooledClassifier) and model.base_model is not encoder
+    with torch.no_grad():
+        out = model(input_ids=data.input_ids, attention_mask=data.attention_mask, labels=data.labels)
+        h = encoder(input_ids=data.input_ids, attention_mask=data.attention_mask).last_hidden_state
+    torch.testing.assert_close(out.logits, model.classifier(mean_pool(h, data.attention_mask)))  # eval: no dropout
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, data.labels))
+    torch.testing.assert_close(ft.mean_pooled_features(model, data), mean_pool(h, data.attention_mask))
+    scratch = ft.build_sequence_classifier(encoder, num_labels=4, pooling="mean", pretrained=False, seed=0)
+    assert not torch.equal(scratch.base_model.embeddings.word_embeddings.weight, encoder.embeddings.word_embeddings.weight)
+    again = ft.build_sequence_classifier(encoder, num_labels=4, pooling="mean", pretrained=False, seed=0)
+    torch.testing.assert_close(again.base_model.embeddings.word_embeddings.weight,
+                               scratch.base_model.embeddings.word_embeddings.weight)
+    ft.freeze_bottom_layers(model, 3)  # the whole stack: the head alone trains
+    assert ft.parameter_count(model).trainable == sum(p.numel() for p in model.classifier.parameters())
+    ft.train_classifier(model, data, ft.TINY, seed=0)  # the book's step trains it
+    with pytest.raises(ValueError, match="pooling"):
+        ft.build_sequence_classifier(encoder, num_labels=4, pooling="max")
+
+
+def _run(accuracy: float, best_step: int = 2):
+    from lfd13.evaluation import TrainTestResult
+
+    return TrainTestResult.from_record({"accuracy": accuracy, "best_step": best_step, "seconds": 1.0,
+                                        "validation": [[1, 0.25], [best_step, accuracy]]})
+
+
+def test_a_rate_is_chosen_on_validation_and_a_grid_grows_past_an_edge() -> None:
+    from lfd13.experiments import finetune_comparison as fc
+
+    K = fc.RunKey
+    runs = {K(64, 0, True, 3e-5): _run(0.8), K(64, 0, True, 1e-4): _run(0.9), K(64, 0, True, 3e-4): _run(0.9),
+            K(64, 1, True, 1e-4): _run(0.7), K(64, 0, False, 1e-3): _run(0.5)}
+    assert fc.chosen_rate(runs, 64, True, 0) == 1e-4  # a tie goes to the smaller rate
+    result = fc.Result(runs=runs, n_test=160, seconds=1.0)
+    assert result.rate(64, True) == 1e-4 and result.grid(64, True) == (3e-5, 1e-4, 3e-4)
+    assert list(result.chosen(64, True)) == [0, 1]
+    assert fc._extend([3e-5, 1e-4, 3e-4], 3e-4) == 1e-3 and fc._extend([3e-5, 1e-4, 3e-4], 3e-5) == 1e-5
+    assert fc._extend([3e-5, 1e-4, 3e-4], 1e-4) is None and fc._extend([1e-4], 1e-4) is None
+
+
 def test_the_shipped_comparison_holds_every_run_of_its_settings() -> None:
     from lfd13.experiments import finetune_comparison as fc
 
     result = fc.load()
-    assert list(result.runs) == list(fc.SETTINGS.runs) and result.runs[16, 0, True] is result.runs[fc.RunKey(16, 0, True)]
+    settings = fc.SETTINGS
+    for n, pretrained in {(n, True) for n in settings.budgets} | {(n, False) for n in settings.scratch_budgets}:
+        grid, rate = result.grid(n, pretrained), result.rate(n, pretrained)
+        assert set(settings.rates(pretrained)) <= set(grid) and grid[0] < rate < grid[-1]  # chosen inside its grid
+        seeds = settings.seeds if pretrained else settings.seeds[:1]
+        assert list(result.chosen(n, pretrained)) == list(seeds)
     for key, run in result.runs.items():
         steps = [s for s, _ in run.history.evals["validation"]]
         assert 0 <= run.accuracy <= 1 and run.best_step in steps
-        assert steps[-1] == fc.SETTINGS.recipe(key.pretrained).steps and run.history.seconds[-1] > 0
+        assert steps[-1] == settings.recipe(key.pretrained).steps and run.history.seconds[-1] > 0
 
 
 def test_loading_a_comparison_names_a_missing_run(tmp_path) -> None:
@@ -255,7 +334,8 @@ def test_loading_a_comparison_names_a_missing_run(tmp_path) -> None:
     from lfd13.experiments import finetune_comparison as fc
 
     file = shipped.load_result(fc.NAME)
-    shipped.save_result(fc.NAME, command=file.command, settings=file.settings,
-                        result={**file.result, "runs": file.result["runs"][1:]}, directory=tmp_path)
-    with pytest.raises(ValueError, match=r"has no run RunKey\(n=16, seed=0, pretrained=True\).*recreate finetune"):
+    runs = [r for r in file.result["runs"] if not (r["pretrained"] and r["seed"] == 1)]
+    shipped.save_result(fc.NAME, command=file.command, settings=file.settings, result={**file.result, "runs": runs},
+                        directory=tmp_path)
+    with pytest.raises(ValueError, match=r"has no run with n=64, seed=1, pretrained=True.*recreate finetune"):
         fc.load(tmp_path)

@@ -169,9 +169,31 @@ def test_shipped_files_were_made_by_the_current_settings():
     result = mae_finetuning.Result.from_dict(file.result)
     assert result.to_dict() == file.result  # nothing is lost between the file and the typed result
     for arm in mae_finetuning.Arm:
-        assert sorted(result.runs[arm]) == list(settings.seeds)
-        for run in result.runs[arm].values():
-            steps = [step for step, _ in run.history.evals["validation"]]
-            assert steps[-1] == settings.steps and run.best_step in steps
+        assert sorted(result.grid[arm]) == sorted(settings.lrs(arm))  # every rate of the arm's grid was run
+        for runs in result.grid[arm].values():
+            assert sorted(runs) == list(settings.seeds)
+            for run in runs.values():
+                steps = [step for step, _ in run.history.evals["validation"]]
+                assert steps[-1] == settings.recipe(arm, 1e-3).steps and run.best_step in steps
+        lrs = sorted(settings.lrs(arm))
+        assert lrs[0] < result.chosen_lr(arm) < lrs[-1], f"{arm}: the rate chosen on validation is at the grid's edge"
     assert sorted(result.sweep_probes) == sorted(settings.sweep_ratios)
     assert all(len(p.accuracies) == len(settings.seeds) for p in result.sweep_probes.values())
+
+
+def test_finetuning_result_chooses_each_arm_rate_on_validation():
+    """Result.chosen_lr reads validation accuracy only, averaged over the draws; ties go to the smaller rate."""
+    from lfd13.evaluation import TrainTestResult
+    from lfd13.train import History
+
+    def run(val: float, test: float) -> TrainTestResult:
+        return TrainTestResult(test, History(seconds=[1.0], evals={"validation": [(10, val / 2), (20, val)]}), 20)
+
+    arm = mae_finetuning.Arm.SCRATCH
+    grid = {arm: {1e-3: {0: run(0.8, 0.99), 1: run(0.8, 0.99)}, 2e-3: {0: run(0.9, 0.5), 1: run(0.8, 0.5)},
+                  4e-3: {0: run(0.85, 0.7), 1: run(0.85, 0.7)}}}
+    result = mae_finetuning.Result(grid, 1.0, {})
+    assert result.validation(arm, 2e-3) == pytest.approx(0.85)
+    assert result.chosen_lr(arm) == 2e-3  # tied with 4e-3 on validation; the test scores play no part
+    assert result.accuracies(arm) == [0.5, 0.5]
+    assert mae_finetuning.Result.from_dict(result.to_dict()) == result

@@ -214,3 +214,28 @@ def test_nsp_features_and_similarity(tok, texts):
         mlm.pair_features(encoder, tok, pairs, pooling="max")
     with pytest.raises(ValueError, match="empty"):
         mlm.sentence_similarity(encoder, tok, [])
+
+
+def test_block_documents_follow_make_blocks(tok, texts):
+    docs = mlm.block_documents(tok, texts[:5], max_len=16)
+    n = len(texts[:5])
+    assert len(docs) == len(mlm.make_blocks(tok, texts[:5], max_len=16))
+    assert docs.tolist() == sorted(docs.tolist()) and docs.min() >= 0 and docs.max() < n
+    alone = [len(mlm.make_blocks(tok, [t], max_len=16)) for t in texts[:5]]
+    assert torch.bincount(docs, minlength=n).tolist() == alone
+
+
+def test_grouped_difference_resamples_groups():
+    a = torch.tensor([1, 1, 1, 0, 1, 0, 1, 1], dtype=torch.bool)
+    b = torch.tensor([0, 1, 0, 0, 0, 0, 1, 0], dtype=torch.bool)
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    c = mlm.grouped_difference(a, b, groups, n_boot=500, seed=0)
+    assert c.difference == pytest.approx(4 / 8) and c.low <= c.difference <= c.high and c.n == 1
+    assert mlm.grouped_difference(a, b, groups, n_boot=500, seed=0) == c  # seeded
+    same = mlm.grouped_difference(a, a, groups)
+    assert same.difference == same.low == same.high == 0.0 and same.verdict == "level with"
+    # a whole group copied many times widens nothing by itself: the unit is the group, not the token
+    many = mlm.grouped_difference(a.repeat(10), b.repeat(10), groups.repeat(10), n_boot=500, seed=0)
+    assert many.high - many.low == pytest.approx(c.high - c.low, abs=0.15)
+    with pytest.raises(ValueError, match="two groups"):
+        mlm.grouped_difference(a, b, torch.zeros(8, dtype=torch.long))

@@ -18,6 +18,7 @@ from lfd13.memory import optimizer_state_bytes, training_memory
 from lfd13.peft_tools import (
     LORA_ALPHA,
     PoolerAfterPrompt,
+    PositionsAfterPrompt,
     apply_peft,
     energy_in_top_k,
     freeze_all_but_head,
@@ -141,6 +142,58 @@ def test_prompt_tuning_pooler_reads_cls_not_a_virtual_token() -> None:
     logits0 = unfixed(input_ids=data.input_ids, attention_mask=data.attention_mask).logits
     torch.testing.assert_close(logits0, _pooled_logits_by_hand(unfixed, data, position=0))  # peft's default: P_1
     assert not torch.allclose(logits0, _pooled_logits_by_hand(unfixed, data, position=n))
+
+
+def _positions_seen(model: PeftModel, data: EncodedTexts) -> torch.Tensor:
+    """The position ids the embedding table is indexed with when ``model`` reads ``data``."""
+    seen: list[torch.Tensor] = []
+    bert = model.base_model.bert
+    inner = bert.embeddings.embeddings if isinstance(bert.embeddings, PositionsAfterPrompt) else bert.embeddings
+    handle = inner.position_embeddings.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    try:
+        model(input_ids=data.input_ids, attention_mask=data.attention_mask)
+    finally:
+        handle.remove()
+    return seen[0][0]
+
+
+@torch.no_grad()
+def test_prompt_tuning_keeps_the_text_at_its_pretraining_positions() -> None:
+    n, data = 5, tiny_data()
+    size = tiny_classifier().config.max_position_embeddings
+    kept = apply_peft(tiny_classifier(), prompt_tuning_config(n)).eval()
+    assert isinstance(kept.base_model.bert.embeddings, PositionsAfterPrompt)
+    positions = _positions_seen(kept, data)
+    assert positions[n:].tolist() == list(range(L))  # [CLS] at 0, token i at i, as in pre-training
+    assert positions[:n].tolist() == list(range(size - n, size))  # the prompts: the last rows of the table
+    shifted = apply_peft(tiny_classifier(), prompt_tuning_config(n), text_positions=False).eval()
+    assert _positions_seen(shifted, data).tolist() == list(range(n + L))  # peft's numbering: token i at i + n
+    # the text's embeddings are the ones the plain encoder gives it
+    plain = tiny_classifier().bert.embeddings(input_ids=data.input_ids)
+    words = kept.base_model.bert.embeddings.word_embeddings(data.input_ids)
+    embeds = torch.cat([kept.get_prompt(batch_size=len(data.labels)), words], 1)
+    torch.testing.assert_close(kept.base_model.bert.embeddings(inputs_embeds=embeds)[:, n:], plain)
+
+
+def test_positions_after_prompt_rejects_bad_offsets() -> None:
+    embeddings = tiny_classifier().bert.embeddings
+    with pytest.raises(ValueError, match=">= 1"):
+        PositionsAfterPrompt(embeddings, 0)
+    with pytest.raises(ValueError, match="no position"):
+        PositionsAfterPrompt(embeddings, 64)
+    with pytest.raises(TypeError, match="position_embeddings"):
+        PositionsAfterPrompt(torch.nn.Linear(2, 2), 2)
+    with pytest.raises(ValueError, match="virtual tokens"):
+        PositionsAfterPrompt(embeddings, 4).positions(3)
+
+
+def test_shipped_learning_rates_are_inside_their_grids() -> None:
+    """Every method's validation choice is an interior rate of its grid, so the grid brackets it."""
+    result = exp.load()
+    assert set(result.lr_search) == set(exp.SETTINGS.grids)
+    for method, scores in result.lr_search.items():
+        chosen = best_learning_rate(scores)
+        assert min(scores) < chosen < max(scores), f"{method}: {chosen:g} is an edge of {sorted(scores)}"
 
 
 def test_prompt_tuning_trains_only_the_prompt_and_head() -> None:
@@ -286,7 +339,9 @@ def test_the_shipped_comparison_trained_at_the_rates_its_stored_scores_select() 
 
 def test_load_rejects_rates_that_the_stored_scores_do_not_select(tmp_path) -> None:
     file = shipped.load_result(exp.NAME)
-    result = dict(file.result, learning_rates=dict(file.result["learning_rates"], **{exp.FULL: 3e-4}))  # 1e-4 ties and is smaller
+    scores = {float(lr): acc for lr, acc in file.result["lr_search"][exp.FULL].items()}
+    wrong = next(lr for lr in scores if lr != best_learning_rate(scores))  # a rate of the grid the scores do not select
+    result = dict(file.result, learning_rates=dict(file.result["learning_rates"], **{exp.FULL: wrong}))
     shipped.save_result(exp.NAME, command=file.command, settings=file.settings, result=result, directory=tmp_path)
     with pytest.raises(ValueError, match="select"):
         exp.load(tmp_path)
