@@ -192,6 +192,20 @@ def sft_batch(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], 
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def splits_at_boundary(tokenizer: Any, prompt: str, completion: str) -> bool:
+    """Whether the tokens of ``prompt`` are the first tokens of ``prompt + completion``.
+
+    Byte-level BPE tokenizers (GPT-2's, Qwen2's) can merge the prompt's last characters with the
+    completion's first ones: Qwen2's reads ``"sort:ab>"`` as ending on ``">"``, but ``"sort:ab>ab"``
+    as holding the piece ``">ab"``, which it may merge into ``">a"`` and ``"b"``. A trailing space does not help
+    (the space joins the completion's first word); a newline does. TRL's ``SFTTrainer`` tokenises the prompt and the whole text and
+    warns when they disagree; :func:`sft_batch` tokenises the two parts separately, so the model
+    would train on a split it never meets when it reads the prompt alone.
+    """
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt + completion, add_special_tokens=False)["input_ids"][: len(p)] == p
+
+
 def sft_trainer(
     model: nn.Module,
     tokenizer: Any,

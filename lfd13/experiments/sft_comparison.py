@@ -5,25 +5,35 @@ Four arms fine-tune the character GPT-2 (the checkpoint ``gpt-nano-char`` writte
 same generated demonstrations with the same recipe, over several seeds; they differ in where they
 start and in the SFT loss (:class:`lfd13.sft.SFTLoss`). Each run's exact match on held-out test
 prompts, and the validation exact match along training, go to ``lfd13/results/sft_comparison.json``.
+
+Why scoring the prompt costs so much can be measured along a run (``run_arm(..., probe=n)``, not in the
+recorded runs): :func:`gradient_parts`, on a fixed batch of training demonstrations, says how much of the every-token gradient the prompt's terms
+make up, whether they pull against the response's terms, and the loss on the prompt's random
+letters; at the end, :func:`copy_ratio`, how much more probability a prompt letter gets when it
+already occurred earlier in the string (copying, which ``upper``, ``reverse`` and ``sort`` need).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2LMHeadModel
 
 from lfd13 import shipped, sft
 from lfd13.experiments import Entry, command
-from lfd13.sft import EVERY_TOKEN, EVERY_TOKEN_PER_RESPONSE, RESPONSE_ONLY, Example, SFTLoss
+from lfd13.runtime import IGNORE_INDEX
+from lfd13.sft import EVERY_TOKEN, EVERY_TOKEN_PER_RESPONSE, RESPONSE_ONLY, CharTokenizer, Example, SFTLoss
 from lfd13.train import History, Recipe
 
-__all__ = ["NAME", "Arm", "Settings", "SETTINGS", "TINY", "ArmRun", "Result", "data", "run_arm", "run", "load", "files",
+__all__ = ["NAME", "Arm", "Settings", "SETTINGS", "TINY", "PARTS", "ArmRun", "Result", "data", "gradient_parts", "copy_ratio", "run_arm", "run", "load", "files",
            "write", "check", "ENTRIES"]
 
 #: The result file this experiment writes.
@@ -69,6 +79,8 @@ class Settings:
 SETTINGS = Settings()
 TINY = Settings(seeds=(0,), recipe=Recipe(steps=2, lr=3e-3, batch_size=8, weight_decay=0.01, warmup=1, betas=(0.9, 0.98),
                                           max_grad_norm=1.0), n_train=16, n_validation=4, n_test=8, eval_every=1)
+#: What :func:`gradient_parts` measures along training (besides exact match, ``"exact"``).
+PARTS = ("prompt_share", "cosine", "letter_loss")
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,63 @@ def data(settings: Settings = SETTINGS) -> tuple[list[Example], list[Example], l
     return sft.make_examples(settings.n_train, seed=settings.train_seed, exclude=held_out), validation, test
 
 
+def _letters(examples: Sequence[Example], length: int) -> torch.Tensor:
+    """``[N, length - 1]`` True where the target of position t (token t+1) is a letter of the prompt's random string."""
+    out = torch.zeros((len(examples), length - 1), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        start = e.prompt.index(sft.SEPARATOR) + 1  # the string's first letter is token `start`
+        out[i, start - 1 : start - 1 + len(sft.word_of(e))] = True
+    return out
+
+
+def gradient_parts(model: nn.Module, examples: Sequence[Example], tokenizer: CharTokenizer) -> dict[str, float]:
+    """The every-token gradient split into its prompt and response parts, on ``examples`` (no dropout).
+
+    With ``g_p`` the gradient of the sum of the prompt's terms and ``g_r`` that of the response's
+    (its characters and ``[EOS]``), the every-token loss's gradient is proportional to ``g = g_p + g_r``.
+
+    Returns:
+        ``prompt_share``: ``<g_p, g> / |g|^2``, the prompt's part of ``g`` along ``g`` (the response's is
+        1 minus it); ``cosine``: the cosine of ``g_p`` and ``g_r`` (below 0: they pull apart);
+        ``letter_loss``: the mean loss on the prompt's random letters (nats; uniform guessing: ln 26).
+    """
+    ids, mask, labels, response = sft.sft_data(examples, tokenizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device
+    with torch.enable_grad():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1]  # (N, L-1, V)
+        target, is_response = labels[:, 1:].to(device), response[:, 1:].to(device)
+        nll = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX, reduction="none")  # (N, L-1)
+        is_prompt = (target != IGNORE_INDEX) & ~is_response
+        g_p = torch.autograd.grad((nll * is_prompt).sum(), params, retain_graph=True)
+        g_r = torch.autograd.grad((nll * is_response).sum(), params)
+    g_p, g_r = torch.cat([g.flatten() for g in g_p]), torch.cat([g.flatten() for g in g_r])
+    g = g_p + g_r
+    letters = _letters(examples, ids.shape[1]).to(device)
+    return {"prompt_share": float(g_p @ g / (g @ g)), "cosine": float(F.cosine_similarity(g_p, g_r, dim=0)),
+            "letter_loss": float((nll.detach() * letters).sum() / letters.sum())}
+
+
+@torch.no_grad()
+def copy_ratio(model: nn.Module, examples: Sequence[Example], tokenizer: CharTokenizer) -> float:
+    """Mean probability the model gives a prompt letter that already occurred earlier in its string, over the mean
+    probability it gives one that did not (both from the 2nd letter on); 1 for a model that guesses uniformly,
+    above 1 for one that copies from the context. On random strings the best prediction is uniform (1/26)."""
+    ids, mask, _, _ = sft.sft_data(examples, tokenizer)
+    device = next(model.parameters()).device
+    probs = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].softmax(-1).cpu()
+    seen, unseen = [], []
+    for i, e in enumerate(examples):
+        start, word = e.prompt.index(sft.SEPARATOR) + 1, sft.word_of(e)
+        for k in range(1, len(word)):  # letter k of the string is token start + k, predicted at position start + k - 1
+            p = float(probs[i, start + k - 1, ids[i, start + k]])
+            (seen if word[k] in word[:k] else unseen).append(p)
+    return (sum(seen) / len(seen)) / (sum(unseen) / len(unseen)) if seen and unseen else math.nan
+
+
 def run_arm(
     arm: Arm, examples: tuple[Sequence[Example], Sequence[Example], Sequence[Example]], settings: Settings = SETTINGS, *,
-    seed: int, device: Any = None, progress: bool | None = None, directory: Path | str | None = None,
+    seed: int, device: Any = None, progress: bool | None = None, directory: Path | str | None = None, probe: int = 0,
 ) -> tuple[GPT2LMHeadModel, History, dict[str, float]]:
     """Fine-tune one arm: the pre-trained checkpoint (or its architecture, initialised with ``seed``) with ``arm.loss``.
 
@@ -129,25 +195,33 @@ def run_arm(
         examples: ``(train, validation, test)`` as :func:`data` returns them.
         seed: seeds the batch order and dropout (and the initialisation from scratch).
         directory: where the pre-trained checkpoint lies (default: the package's).
+        probe: if above 0, also measure :func:`gradient_parts` on the first ``probe`` training demonstrations
+            at every evaluation, and :func:`copy_ratio` on the test prompts at the end (the recorded runs do not).
 
     Returns:
         ``(model, history, scores)``: the history holds exact match on the validation prompts every
-        ``settings.eval_every`` steps (``evals["exact"]``); ``scores`` is :func:`lfd13.sft.exact_match` on the
-        test prompts plus ``response_accuracy`` and ``response_loss`` from :func:`lfd13.sft.response_scores`.
+        ``settings.eval_every`` steps (``evals["exact"]``; with ``probe``, also ``evals[k]`` for ``k`` in
+        :data:`PARTS`); ``scores`` is :func:`lfd13.sft.exact_match` on the test prompts plus ``response_accuracy``
+        and ``response_loss`` from :func:`lfd13.sft.response_scores` (with ``probe``, also ``copy_ratio``).
     """
     train_set, validation, test = examples
     model, tokenizer, info = sft.load_char_gpt(settings.pretrained, directory=directory)
     if not arm.pretrained:
         model = sft.build_char_gpt(sft.CharGPTConfig(**info.config), seed=seed)
 
-    def evaluate(m: nn.Module) -> dict[str, float]:
-        return {"exact": sft.exact_match(m, validation, tokenizer, device=device)["all"]}
+    probed = list(train_set[:probe])
+
+    def evaluate(m: nn.Module) -> dict[str, float]:  # no dropout and no random draw: training runs as without it
+        exact = {"exact": sft.exact_match(m, validation, tokenizer, device=device)["all"]}
+        return exact | gradient_parts(m, probed, tokenizer) if probed else exact
 
     history = sft.train_sft(model, train_set, tokenizer, settings.recipe, loss=arm.loss, seed=seed, device=device,
                             evaluate=evaluate, eval_every=settings.eval_every, progress=progress)
     teacher_forced = sft.response_scores(model, test, tokenizer, device=device)
     scores = sft.exact_match(model, test, tokenizer, device=device)
     scores |= {"response_accuracy": teacher_forced["accuracy"], "response_loss": teacher_forced["loss"]}
+    if probed:
+        scores["copy_ratio"] = copy_ratio(model, test, tokenizer)
     return model, history, scores
 
 

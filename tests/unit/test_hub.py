@@ -132,6 +132,7 @@ out["clip"] = {{"image": list(img.shape), "text": list(txt.shape), "norm": float
 # Chapters 5b and 6: SFT with the loss on the response only, LoRA on the attention projections
 tok, lm = hub.load_causal_lm({NAMES["llm"]!r}, device=device)
 batch = hub.sft_batch(tok, ["reverse:abc>", "upper:ab>"], ["cba", "AB"])
+out["boundary"] = hub.splits_at_boundary(tok, "reverse:abc>\\n", "cba")
 full = lm(**batch).loss
 targets = hub.attention_projections(lm)
 peft_lm = hub.lora_causal_lm(lm, r=4, target_modules=None)
@@ -168,6 +169,39 @@ def test_sft_batch_masks_the_prompt_and_the_padding():
     assert batch["labels"].tolist() == [[-100, -100, -100, 120, 1, -100, -100, -100], [-100] * 5 + [121, 122, 1]]
     with pytest.raises(ValueError, match="as many prompts"):
         hub.sft_batch(CharTokenizer(), ["a"], [])
+
+
+def qwen2_layout_tokenizer():
+    """A tiny byte-level BPE with Qwen2's pre-tokenizer, its merges learnt from SFT demonstrations."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    from lfd13 import sft
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    backend.decoder = decoders.ByteLevel()
+    text = [e.prompt + gap + e.response for e in sft.make_examples(2000, seed=0) for gap in ("", " ", "\n")]
+    backend.train_from_iterator(text, trainers.BpeTrainer(vocab_size=600, special_tokens=["<eos>"],
+                                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>")
+
+
+def test_prompts_that_end_on_a_newline_split_at_the_boundary():
+    from lfd13 import sft
+
+    tokenizer = qwen2_layout_tokenizer()
+    examples = sft.make_examples(200, seed=1)
+    # Qwen2's pre-tokenizer glues a symbol to the letters after it: ">cba" is one piece, which BPE may merge
+    assert not all(hub.splits_at_boundary(tokenizer, e.prompt, e.response) for e in examples)
+    # a trailing space does not help: the space starts the response's piece (" cba"), alone it is a piece of its own
+    assert not all(hub.splits_at_boundary(tokenizer, e.prompt + " ", e.response) for e in examples)
+    # a newline ends the piece ">\n" and the response starts a new one, alone or inside the whole text
+    assert all(hub.splits_at_boundary(tokenizer, e.prompt + "\n", e.response) for e in examples)
 
 
 def test_attention_projections_of_gpt2_and_an_error_otherwise():

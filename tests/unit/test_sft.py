@@ -193,3 +193,19 @@ def test_shipped_pretrained_model(tok):
     measured = charlm_pretraining.load()
     assert measured.held_out_bits_per_char < measured.unigram_bits_per_char  # it learnt more than character frequencies
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in sft.build_char_gpt(seed=0).parameters())
+
+
+def test_gradient_parts_and_copy_ratio_of_a_uniform_model(tok):
+    import math
+
+    from lfd13.experiments.sft_comparison import copy_ratio, gradient_parts
+
+    model = sft.build_char_gpt("gpt-pico-char", seed=0)
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()  # tied to the LM head: every logit 0, every prediction uniform
+    examples = sft.make_examples(32, seed=3)
+    parts = gradient_parts(model, examples, tok)
+    assert parts["letter_loss"] == pytest.approx(math.log(tok.vocab_size), rel=1e-5)
+    assert math.isfinite(parts["prompt_share"]) and -1 <= parts["cosine"] <= 1
+    assert copy_ratio(model, examples, tok) == pytest.approx(1.0, rel=1e-5)
+    assert all(p.grad is None for p in model.parameters())  # measured with autograd.grad: nothing left for the optimiser
