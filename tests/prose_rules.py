@@ -294,13 +294,7 @@ def glued_values(nb: dict) -> dict[str, str]:
 
 def _rendered(unit: str, values: dict[str, str]) -> str:
     """A unit as a reader sees its words: glue roles replaced by their values; math, code, other roles and links out."""
-    text = GLUE_ROLE.sub(lambda m: values.get(m.group(1), "0"), unit)
-    text = DISPLAY_MATH.sub(" ", text)
-    text = INLINE_MATH.sub(" ", text)
-    text = ROLE.sub(" ", text)
-    text = INLINE_CODE.sub(" ", text)
-    text = LINK_TARGET.sub("] ", text)
-    return URL.sub(" ", text)
+    return visible_text(GLUE_ROLE.sub(lambda m: values.get(m.group(1), "0"), unit))
 
 
 def _nesting(text: str) -> int:
