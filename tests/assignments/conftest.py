@@ -32,7 +32,8 @@ COURSE_SRC = ROOT / "assignments"
 ASSIGNMENTS = ("masking", "contrastive", "lora")
 CELL_TIMEOUT = 30  # seconds per cell while grading the test submissions
 TOKEN = secrets.token_hex(6)  # marks what hostile notebooks leave behind, to look for it afterwards
-DECOY_DIRS = ["/srv", "/opt", "/mnt", "/var/tmp", "/var/lib", "/usr/local/share", "/tmp", str(ROOT.parent)]
+# (without repeats: a clone directly in /tmp has /tmp as its parent folder too)
+DECOY_DIRS = list(dict.fromkeys(["/srv", "/opt", "/mnt", "/var/tmp", "/var/lib", "/usr/local/share", "/tmp", str(ROOT.parent)]))
 
 
 def run_course(course: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
