@@ -32,11 +32,11 @@ MAX_GLUED_WORDS = 4
 
 
 def glue_values(prefix: str, /, **values: Any) -> None:
-    """Hand values to the page's prose: each ``key=value`` becomes ``{glue:text}`prefix_key```.
+    """Hand values to the page's prose: each ``key=value`` is glued under the name ``prefix_key``.
 
     Args:
         prefix: the chapter's prefix (``"mae"``, ``"ft"``), so names stay unique across the book.
-        **values: numbers (rendered with the role's format, e.g. ``{glue:text}`mae_acc:.3f```) or
+        **values: numbers (the prose's glue role gives their format, e.g. ``mae_acc:.3f``) or
             short words (a verdict, a chosen setting's name).
 
     Raises:

@@ -83,6 +83,7 @@ def test_page_renders_cleanly(site, browser, name):
         # every image loaded, every figure visible
         broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
         assert not broken, f"broken images on {name}: {broken}"
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # collapsed blocks, opened
         for fig in page.locator("figure img").all():
             fig.scroll_into_view_if_needed()
             box = fig.bounding_box()
