@@ -67,7 +67,9 @@ def extract_features(
         device: where the encoder runs (default :func:`lfd13.get_device`).
 
     Returns:
-        [N, D] float features on the CPU.
+        [N, D] features on the CPU: float32, or float64 where the encoder computes in double
+        precision (features that do not depend on the CPU's instruction set, see
+        :func:`lfd13.pretext.layer_features`).
     """
     device = torch.device(device) if device is not None else get_device()
     if isinstance(encoder, torch.nn.Module):
@@ -77,7 +79,7 @@ def extract_features(
         f = encoder(x[i : i + batch_size].to(device))
         if f.ndim != 2:
             raise ValueError(f"the encoder must return [B, D] features, got shape {tuple(f.shape)}; pool or flatten them")
-        out.append(f.float().cpu())
+        out.append((f if f.dtype == torch.float64 else f.float()).cpu())
     return torch.cat(out)
 
 

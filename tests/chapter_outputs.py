@@ -23,6 +23,7 @@ output is split into its words and its numbers:
                             (|merged − unmerged| = 3.9e-07)             magnitude (×/÷ 10)
   percentage points         followed by "%" or "points", printed with   ±1.0 point
                             a "+", or a bound of such a 95 % interval
+                            or of a comparison table's interval
   fraction (0 to 1)         other numbers within [-1, 1]: accuracies,   ±0.01: a few test
                             NMI, cosines, rates                         examples (the test
                                                                         sets hold 300-540)
@@ -184,10 +185,16 @@ def numbers(text: str) -> list[Number]:
 
 
 def skeleton(text: str) -> str:
-    """The text with every number replaced by ``#``: what must match exactly."""
-    return NUMBER.sub("#", text)
+    """The text with every number replaced by ``#``: what must match exactly.
+
+    Runs of spaces count as one: a plain-text table pads its columns to the widest number, so
+    0.53 beside 0.533 shifts the columns without changing a word.
+    """
+    return re.sub(r"[ \t]+", " ", NUMBER.sub("#", text))
 
 
+# The header of lfd13.report.comparison_table's difference column, printed with every such table.
+COMPARISON_HEADER = "difference (points)"
 # An interval in a table column (lfd13.report.comparison_table: "-6.5 to +7.8"), both bounds signed.
 SIGNED_PAIR = re.compile(r"(?<![\w.])(?P<lower>[+\-\u2212]\d[\d,]*(?:\.\d+)?)\s+to\s+(?P<upper>[+\-\u2212]\d[\d,]*(?:\.\d+)?)")
 
@@ -195,12 +202,14 @@ SIGNED_PAIR = re.compile(r"(?<![\w.])(?P<lower>[+\-\u2212]\d[\d,]*(?:\.\d+)?)\s+
 def interval_bounds_in_points(text: str) -> set[int]:
     """Start offsets of the numbers that bound a 95 % interval of a difference in points.
 
-    Besides a "CI"/"interval" clause, a pair of signed bounds with a "+" ("-6.5 to +7.8", a
-    comparison table's column) is a difference's interval in points.
+    Besides a "CI"/"interval" clause, a pair of signed bounds with a "+" ("-6.5 to +7.8") is a
+    difference's interval in points, and so is every pair of signed bounds in a comparison table
+    (its ``difference (points)`` header printed with it), "-8.6 to -1.3" included.
     """
     found = set()
+    comparison_table = COMPARISON_HEADER in text  # every signed pair in it is a difference's interval in points
     for m in SIGNED_PAIR.finditer(text):
-        if "+" in (m.group("lower")[:1], m.group("upper")[:1]):
+        if comparison_table or "+" in (m.group("lower")[:1], m.group("upper")[:1]):
             found.update((m.start("lower"), m.start("upper")))
     for m in INTERVAL_CLAUSE.finditer(text):
         before = text[max(0, m.start() - 40):m.start()].replace("95 %", "").replace("95%", "")
@@ -442,19 +451,23 @@ def execute_and_compare(notebook: dict, *, cwd: Path, chapter: str = "", keep: P
 
 
 def second_path_env() -> dict[str, str]:
-    """Settings that make PyTorch's CPU kernels take a second numerical path on this machine.
+    """Settings that make the CPU kernels take a second numerical path on this machine.
 
     AVX-512 CPUs are limited to AVX2 (what an AVX2-only machine computes); AVX2 CPUs to SSE4.1;
-    other CPUs (ARM) to PyTorch's portable kernels.
+    other CPUs (ARM) to PyTorch's portable kernels. On x86 this covers PyTorch's own kernels
+    (ATen), oneDNN's convolutions, MKL's matrix products and, through ``OPENBLAS_CORETYPE``,
+    the OpenBLAS under NumPy, SciPy and scikit-learn (the probes' and baselines' fits).
     """
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
     machine = platform.machine().lower()
     if machine in ("x86_64", "amd64") and capability.startswith("AVX512"):
-        return {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+        return {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                "OPENBLAS_CORETYPE": "Haswell"}
     if machine in ("x86_64", "amd64"):
-        return {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "default"}
+        return {"ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "default",
+                "OPENBLAS_CORETYPE": "Nehalem"}
     return {"ATEN_CPU_CAPABILITY": "default"}
 
 
@@ -462,7 +475,7 @@ def numerical_path() -> str:
     """One line naming the path this process computes on (CPU capability, settings, threads)."""
     import torch
 
-    keys = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "LFD13_NUM_THREADS")
+    keys = ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE", "LFD13_NUM_THREADS")
     settings = ", ".join(f"{k}={os.environ[k]}" for k in keys if k in os.environ) or "defaults"
     return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} ({settings})"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -81,11 +82,24 @@ def train_pretext(
 
 # ---------------------------------------------------------------- reading an encoder: probes and fine-tuning
 def layer_features(
-    encoder: ConvEncoder, x: torch.Tensor, layer: str = "last", *, device: torch.device | str | None = None
+    encoder: ConvEncoder, x: torch.Tensor, layer: str = "last", *, device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Frozen features [N, F] of images ``x`` [N, 1, H, W] at one of :data:`LAYERS` (F = 256 for "conv", D for "last")."""
+    """Frozen features [N, F] of images ``x`` [N, 1, H, W] at one of :data:`LAYERS` (F = 256 for "conv", D for "last").
+
+    ``dtype=torch.float64`` runs a double-precision copy of the encoder (``encoder`` itself is
+    left as it is) and returns float64 features. In float32 the last digits of a feature depend on
+    the CPU's instruction set, and a probe fit on 100 labelled examples can turn such a difference
+    into a different test prediction; in float64 it cannot, in practice. Apple's MPS has no
+    float64: there the features stay float32.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    if dtype == torch.float64 and device.type != "mps":
+        encoder = copy.deepcopy(encoder).to(dtype)
+    else:
+        dtype = torch.float32
     encoder.eval()
-    return extract_features(lambda b: encoder.features(b, layer), x, device=device)
+    return extract_features(lambda b: encoder.features(b.to(dtype), layer), x, device=device)
 
 
 def probe_layers(

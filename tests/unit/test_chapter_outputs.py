@@ -247,6 +247,17 @@ def test_the_second_path_is_below_this_cpus_own(monkeypatch, machine, capability
     assert expected in [f"{k}={v}" for k, v in env.items()]
     if capability == "AVX512":
         assert env["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+        assert env["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_the_second_path_changes_numpys_openblas_kernels():
+    env = co.second_path_env()
+    if "OPENBLAS_CORETYPE" not in env:
+        pytest.skip("no OpenBLAS setting on this CPU's second path")
+    probe = "import numpy as np; a = np.ones((8, 8)); a @ a"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, **env, "OPENBLAS_VERBOSE": "2"})
+    assert f"Core: {env['OPENBLAS_CORETYPE']}" in run.stdout + run.stderr
 
 
 def test_the_second_path_changes_what_pytorch_runs():
@@ -286,3 +297,22 @@ def test_a_comparison_tables_interval_bounds_are_points():
     committed = "bottom 2 − full    +0.6    -6.5 to +7.8  1 each   level with"
     assert co.compare_text(committed, "bottom 2 − full    +0.9    -6.1 to +8.3  1 each   level with") == []
     assert co.compare_text(committed, "bottom 2 − full    +0.6    -8.0 to +7.8  1 each   level with") != []
+
+
+def test_a_comparison_tables_negative_interval_is_in_points_too():
+    header = "                   difference (points)  95 % interval     verdict\n"
+    committed = header + "clustering (conv)                 -5.0   -8.6 to -1.3       below"
+    moved = header + "clustering (conv)                 -5.1   -9.1 to -1.1       below"  # the second path's move
+    assert co.compare_text(committed, moved) == []
+    too_far = header + "clustering (conv)                 -5.0   -9.9 to -1.3       below"
+    assert "percentage points" in str(co.compare_text(committed, too_far))
+    # without the table's header, the same pair is a real number: 2 % of 8.6
+    assert co.compare_text("range -8.6 to -1.3", "range -9.1 to -1.1") != []
+
+
+def test_a_column_padded_to_a_shorter_number_is_the_same_words():
+    committed = "[CLS] of the pair, linear head    0.533  0.478 to 0.587           level with"
+    shifted = "[CLS] of the pair, linear head     0.53  0.475 to 0.584           level with"
+    assert co.compare_text(committed, shifted) == []
+    assert "words differ" in str(co.compare_text(committed, shifted.replace("level with", "above")))
+    assert "words differ" in str(co.compare_text("a b", "a\nb"))  # a line break is not padding

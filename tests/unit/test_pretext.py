@@ -191,6 +191,17 @@ def test_layer_features_shapes_and_conv_is_the_input_of_the_last_layer():
         enc.features(x, "pixels")
 
 
+def test_layer_features_in_double_precision_leave_the_encoder_as_it_is():
+    enc = build_encoder(NANO, seed=0)
+    x = torch.rand(5, 1, 8, 8, generator=make_generator(0))
+    for layer in LAYERS:
+        f32 = layer_features(enc, x, layer, device="cpu")
+        f64 = layer_features(enc, x, layer, device="cpu", dtype=torch.float64)
+        assert f64.dtype == torch.float64 and f32.dtype == torch.float32
+        torch.testing.assert_close(f64.float(), f32, rtol=1e-5, atol=1e-6)
+    assert all(p.dtype == torch.float32 for p in enc.parameters())  # the caller's encoder is untouched
+
+
 def test_probe_layers_scores_both_layers_on_the_given_split(images):
     y = load_digits().y_train[: len(images)]
     from lfd13.sampling import split_indices
