@@ -23,7 +23,7 @@ output is split into its words and its numbers:
                             (|merged − unmerged| = 3.9e-07)             magnitude (×/÷ 10)
   percentage points         followed by "%" or "points", printed with   ±1.0 point
                             a "+", or a bound of such a 95 % interval
-                            or of a comparison table's interval
+                            or any signed number of a comparison table
   fraction (0 to 1)         other numbers within [-1, 1]: accuracies,   ±0.01: a few test
                             NMI, cosines, rates                         examples (the test
                                                                         sets hold 300-540)
@@ -203,13 +203,15 @@ def interval_bounds_in_points(text: str) -> set[int]:
     """Start offsets of the numbers that bound a 95 % interval of a difference in points.
 
     Besides a "CI"/"interval" clause, a pair of signed bounds with a "+" ("-6.5 to +7.8") is a
-    difference's interval in points, and so is every pair of signed bounds in a comparison table
-    (its ``difference (points)`` header printed with it), "-8.6 to -1.3" included.
+    difference's interval in points. In a comparison table (its ``difference (points)`` header
+    printed with it) every signed number is in points: the differences, and their bounds,
+    "-11.8" and "-8.6 to -1.3" included.
     """
     found = set()
-    comparison_table = COMPARISON_HEADER in text  # every signed pair in it is a difference's interval in points
+    if COMPARISON_HEADER in text:  # every signed number in it is a difference or a bound of its interval, in points
+        found.update(n.start for n in numbers(text) if n.text[:1] in ("+", "-", "\u2212"))
     for m in SIGNED_PAIR.finditer(text):
-        if comparison_table or "+" in (m.group("lower")[:1], m.group("upper")[:1]):
+        if "+" in (m.group("lower")[:1], m.group("upper")[:1]):
             found.update((m.start("lower"), m.start("upper")))
     for m in INTERVAL_CLAUSE.finditer(text):
         before = text[max(0, m.start() - 40):m.start()].replace("95 %", "").replace("95%", "")

@@ -304,6 +304,8 @@ def test_a_comparison_tables_negative_interval_is_in_points_too():
     committed = header + "clustering (conv)                 -5.0   -8.6 to -1.3       below"
     moved = header + "clustering (conv)                 -5.1   -9.1 to -1.1       below"  # the second path's move
     assert co.compare_text(committed, moved) == []
+    assert co.compare_text(committed, moved.replace("-5.1", "-5.9")) == []  # the difference too: a point
+    assert "percentage points" in str(co.compare_text(committed, moved.replace("-5.1", "-6.1")))
     too_far = header + "clustering (conv)                 -5.0   -9.9 to -1.3       below"
     assert "percentage points" in str(co.compare_text(committed, too_far))
     # without the table's header, the same pair is a real number: 2 % of 8.6
