@@ -234,6 +234,13 @@ class TrainTestResult:
     history: History  # the training run (with validation: ``history.evals["validation"]``, (step, score) pairs)
     best_step: int | None = None  # with validation: the step whose weights were tested (early stopping)
 
+    @property
+    def best_validation(self) -> float:
+        """The validation score of the check whose weights were tested (the best the run reached)."""
+        if self.best_step is None:
+            raise ValueError("this run had no validation split: pass validation=(x, y) to train_and_test")
+        return dict(self.history.evals["validation"])[self.best_step]
+
     def to_record(self) -> dict[str, Any]:
         """What a recorded comparison keeps of the run, as JSON: test accuracy, chosen step, validation curve, seconds."""
         return {"accuracy": round(self.accuracy, 5), "best_step": self.best_step,

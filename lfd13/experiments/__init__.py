@@ -15,7 +15,7 @@ Notebooks import an experiment's ``SETTINGS`` and its result object, not loose c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,4 +49,15 @@ def command(name: str) -> str:
     return f"python -m lfd13.recreate {name}"
 
 
-__all__ = ["Entry", "command"]
+def best_learning_rate(scores: Mapping[float, float]) -> float:
+    """The learning rate with the highest validation score; a tie goes to the smaller rate.
+
+    How every experiment chooses an arm's rate: ``scores`` maps each rate of its grid to a
+    validation score (never a test score).
+    """
+    if not scores:
+        raise ValueError("scores is empty: pass {learning_rate: validation_score, ...}")
+    return min(scores, key=lambda lr: (-scores[lr], lr))
+
+
+__all__ = ["Entry", "best_learning_rate", "command"]

@@ -27,7 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lfd13 import shipped
 from lfd13.data.newsgroups import TextSplit, load_newsgroups
 from lfd13.evaluation import TrainTestResult, train_and_test
-from lfd13.experiments import Entry, command
+from lfd13.experiments import Entry, best_learning_rate, command
 from lfd13.finetune import (
     FULL_FINETUNE,
     EncodedTexts,
@@ -40,7 +40,7 @@ from lfd13.pretrained import DEFAULT_TEXT_ENCODER, load_text_encoder
 from lfd13.sampling import split_indices
 from lfd13.train import Recipe
 
-__all__ = ["NAME", "RunKey", "LADDER", "Settings", "SETTINGS", "TINY", "Result", "best_validation", "chosen_rate",
+__all__ = ["NAME", "RunKey", "LADDER", "Settings", "SETTINGS", "TINY", "Result", "chosen_rate",
            "label_draw", "early_stopped_run", "run", "load", "files", "write", "check", "ENTRIES"]
 
 #: The result file this experiment writes.
@@ -109,17 +109,12 @@ TINY = Settings(budgets=(2,), scratch_budgets=(2,), seeds=(0,), n_val=1, eval_ev
                 scratch_rates=(1e-3,), max_extensions=0, scratch_eval_every=1, rate_budget=None)
 
 
-def best_validation(run: TrainTestResult) -> float:
-    """The validation accuracy of the check whose weights were tested."""
-    return dict(run.history.evals["validation"])[run.best_step]
-
-
 def chosen_rate(runs: Mapping[RunKey, TrainTestResult], n: int, pretrained: bool, seed: int) -> float:
     """The rate whose run with draw ``seed`` scored best on validation (the smaller rate on a tie)."""
     by_rate = {k.lr: r for k, r in runs.items() if (k.n, k.pretrained, k.seed) == (n, pretrained, seed)}
     if not by_rate:
         raise ValueError(f"no run with n={n}, pretrained={pretrained}, seed={seed}")
-    return max(sorted(by_rate), key=lambda lr: best_validation(by_rate[lr]))
+    return best_learning_rate({lr: r.best_validation for lr, r in by_rate.items()})
 
 
 def _extend(rates: list[float], best: float) -> float | None:

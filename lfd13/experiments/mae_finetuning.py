@@ -31,7 +31,7 @@ from lfd13 import shipped
 from lfd13.cnn import DIGITS_CNN_RECIPE, build_digits_cnn
 from lfd13.data import DigitsSplit, load_digits
 from lfd13.evaluation import FewLabelResult, TrainTestResult, extract_features, few_label_evaluation, linear_probe, train_and_test
-from lfd13.experiments import Entry, command
+from lfd13.experiments import Entry, best_learning_rate, command
 from lfd13.experiments import mae_pretraining as pretraining
 from lfd13.mae import MAEClassifier, MaskedAutoencoder, build_mae, mae_config
 from lfd13.runtime import seeded
@@ -122,12 +122,12 @@ class Result:
     def validation(self, arm: Arm, lr: float) -> float:
         """Mean over the draws of the best validation accuracy that ``arm`` reached with ``lr``."""
         runs = self.grid[Arm(arm)][lr].values()
-        return sum(max(v for _, v in r.history.evals["validation"]) for r in runs) / len(runs)
+        return sum(r.best_validation for r in runs) / len(runs)
 
     def chosen_lr(self, arm: Arm) -> float:
         """``arm``'s learning rate: the best mean validation accuracy over the draws (the smallest rate on ties)."""
-        lrs = sorted(self.grid[Arm(arm)])  # means rounded, so that float noise in a sum does not break a tie
-        return max(lrs, key=lambda lr: (round(self.validation(arm, lr), 6), -lr))
+        # means rounded, so that float noise in a sum does not break a tie
+        return best_learning_rate({lr: round(self.validation(arm, lr), 6) for lr in self.grid[Arm(arm)]})
 
     @property
     def runs(self) -> dict[Arm, dict[int, TrainTestResult]]:

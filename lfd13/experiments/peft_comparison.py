@@ -37,7 +37,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from lfd13 import peft_tools as pt
 from lfd13 import shipped
 from lfd13.data.newsgroups import TextSplit, load_newsgroups
-from lfd13.experiments import Entry, command
+from lfd13.experiments import Entry, best_learning_rate, command
 from lfd13.finetune import (
     FULL_FINETUNE,
     EncodedTexts,
@@ -131,13 +131,6 @@ TINY = Settings(n_per_class=2, n_val_per_class=1, n_test_per_class=2, max_length
 
 
 # --------------------------------------------------------------------------- choosing the learning rate
-
-
-def best_learning_rate(scores: Mapping[float, float]) -> float:
-    """The learning rate with the highest validation score; a tie goes to the smaller rate."""
-    if not scores:
-        raise ValueError("scores is empty: pass {learning_rate: validation_score, ...}")
-    return min(scores, key=lambda lr: (-scores[lr], lr))
 
 
 def chosen_recipe(scores: Mapping[float, float], settings: Settings = SETTINGS) -> Recipe:

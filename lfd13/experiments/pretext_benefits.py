@@ -33,7 +33,7 @@ from lfd13 import pretext, shipped
 from lfd13.cnn import DIGITS_CNN_RECIPE, build_digits_cnn
 from lfd13.data import load_digits
 from lfd13.evaluation import TrainTestResult, accuracy_on, train_and_test
-from lfd13.experiments import Entry, command
+from lfd13.experiments import Entry, best_learning_rate, command
 from lfd13.experiments import pretext_pretraining as pretraining
 from lfd13.sampling import split_indices
 from lfd13.train import Recipe
@@ -72,13 +72,6 @@ TINY = Settings(pretraining=pretraining.TINY, probe_runs=(0,), budgets=(1,), fin
 def scratch_arm(n: int) -> str:
     """The name of the CNN-from-scratch arm with ``n`` labels per class, e.g. ``"scratch, 10 labels"``."""
     return f"scratch, {n} label{'s' if n > 1 else ''}"
-
-
-def best_learning_rate(scores: Mapping[float, float]) -> float:
-    """The learning rate with the highest validation score; a tie goes to the smaller rate."""
-    if not scores:
-        raise ValueError("scores is empty: pass {learning_rate: validation_score, ...}")
-    return min(scores, key=lambda lr: (-scores[lr], lr))
 
 
 @dataclass(frozen=True)
@@ -146,11 +139,6 @@ def finetune_run(encoder: pretext.ConvEncoder, digits: Any, seed: int, *, lr: fl
                           validation=(digits.x_train[va], digits.y_train[va]), eval_every=settings.eval_every)
 
 
-def best_validation(run: TrainTestResult) -> float:
-    """The best validation accuracy a fine-tuning run reached (the early-stopping step's)."""
-    return max(v for _, v in run.history.evals["validation"])
-
-
 def learning_rate_search(digits: Any, encoders: Mapping[str, list[pretext.ConvEncoder]], settings: Settings = SETTINGS, *,
                          device: Any = None) -> tuple[dict[str, dict[float, float]], dict[str, dict[float, list[Any]]]]:
     """Every arm trained at every rate of ``settings.lr_grid``, on all its runs.
@@ -168,7 +156,7 @@ def learning_rate_search(digits: Any, encoders: Mapping[str, list[pretext.ConvEn
     for start in STARTS:
         runs[start] = {lr: [finetune_run(e, digits, s, lr=lr, settings=settings, device=device)
                             for s, e in zip(seeds, encoders[start])] for lr in settings.lr_grid}
-    scores = {arm: {lr: round(float(np.mean([r[0] if isinstance(r, tuple) else best_validation(r) for r in rs])), 5)
+    scores = {arm: {lr: round(float(np.mean([r[0] if isinstance(r, tuple) else r.best_validation for r in rs])), 5)
                     for lr, rs in by_lr.items()} for arm, by_lr in runs.items()}
     return scores, runs
 
