@@ -199,8 +199,9 @@ def splits_at_boundary(tokenizer: Any, prompt: str, completion: str) -> bool:
     completion's first ones: Qwen2's reads ``"sort:ab>"`` as ending on ``">"``, but ``"sort:ab>ab"``
     as holding the piece ``">ab"``, which it may merge into ``">a"`` and ``"b"``. A trailing space does not help
     (the space joins the completion's first word); a newline does. TRL's ``SFTTrainer`` tokenises the prompt and the whole text and
-    warns when they disagree; :func:`sft_batch` tokenises the two parts separately, so the model
-    would train on a split it never meets when it reads the prompt alone.
+    warns when they disagree. :func:`sft_batch` tokenises the two parts separately: the prompt's
+    tokens are then those the model reads at use time, but the sequence it trains on is one that
+    tokenising the whole text, as pre-training does, would never produce.
     """
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     return tokenizer(prompt + completion, add_special_tokens=False)["input_ids"][: len(p)] == p

@@ -73,7 +73,7 @@ TINY = Settings(preset="clip-tiny", world="shapes-tiny", n_train=64, n_test_per_
 
 @dataclass(frozen=True)
 class DesignSettings:
-    """The design choices, made on validation combinations, and the data-scaling runs of the chosen design."""
+    """The design choices, made on validation combinations (the data-scaling runs: :class:`ScalingSettings`)."""
 
     preset: str = "clip-shapes"  # model preset; its cnn_pool is replaced by each design's
     world: str = "shapes-24"  # the world of the shipped runs
@@ -96,7 +96,7 @@ class DesignSettings:
     name: str = DESIGN_RESULT  # the result file
 
 
-#: The design search and the scaling runs as run for the book.
+#: The design search as run for the book.
 DESIGN_SETTINGS = DesignSettings()
 
 #: The same in a few seconds.
@@ -188,7 +188,7 @@ def write_design(settings: DesignSettings = DESIGN_SETTINGS, *, checkpoints: Pat
 
 
 def load_design(directory: Path | str | None = None, settings: DesignSettings = DESIGN_SETTINGS) -> dict[str, Any]:
-    """What the design search and the scaling runs measured (the shipped record, or the one in ``directory``)."""
+    """What the design search measured (the shipped record, or the one in ``directory``)."""
     return shipped.load_result(settings.name, directory=directory).result
 
 
@@ -361,7 +361,7 @@ def check_scaling(*, checkpoints: Path, results: Path) -> dict[str, Any]:
 
 #: This module's rows of the recreate table (:data:`lfd13.recreate.ENTRIES`).
 ENTRIES: tuple[Entry, ...] = (
-    Entry(DESIGN_NAME, "Chapter 4: CLIP's design chosen on validation combinations, and the chosen design on fewer pairs",
+    Entry(DESIGN_NAME, "Chapter 4: CLIP's design chosen on validation combinations",
           DESIGN_SETTINGS, DESIGN_TINY, lambda settings: (f"{settings.name}.json",), write_design, check_design),
     Entry(NAME, "Chapter 4: three CLIPs (seeds 0-2) trained contrastively on the coloured-shape captions",
           SETTINGS, TINY, files, write, check),

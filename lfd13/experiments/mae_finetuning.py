@@ -3,7 +3,7 @@
 One row of :data:`lfd13.recreate.ENTRIES`, ``mae-finetuning``, which reads the checkpoints of
 :mod:`lfd13.experiments.mae_pretraining` and writes ``lfd13/results/mae_finetuning.json``:
 
-- the **fine-tuning comparison**: three arms (:class:`Arm`) trained on the same few labelled digits
+- the **fine-tuning comparison**: four arms (:class:`Arm`) trained on the same few labelled digits
   per draw, each scored on validation images every ``eval_every`` steps and tested with its best
   weights (early stopping, :func:`lfd13.evaluation.train_and_test`): the digits CNN from scratch, the
   MAE's transformer from scratch, the same trained three times longer (does its budget bind?), and the
@@ -250,7 +250,7 @@ def _check(*, checkpoints: Path, results: Path) -> None:
 
 #: This module's row of the recreate table.
 ENTRY = Entry(name="mae-finetuning",
-              doc="Chapter 3's fine-tuning arms (3 arms x their learning rates x 3 draws) and the [CLS] probes of the sweep -> mae_finetuning.json",
+              doc="Chapter 3's fine-tuning arms (4 arms x their learning rates x 3 draws) and the [CLS] probes of the sweep -> mae_finetuning.json",
               settings=SETTINGS, tiny=TINY, files=lambda s: (f"{RESULT}.json",), write=_write, check=_check)
 
 #: This module's rows of the recreate table (lfd13.recreate.ENTRIES), in order.

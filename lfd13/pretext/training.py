@@ -93,6 +93,8 @@ def layer_features(
     into a different test prediction; in float64 it cannot, in practice. Apple's MPS has no
     float64: there the features stay float32.
     """
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = torch.device(device) if device is not None else get_device()
     if dtype == torch.float64 and device.type != "mps":
         encoder = copy.deepcopy(encoder).to(dtype)

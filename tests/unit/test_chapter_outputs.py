@@ -254,6 +254,11 @@ def test_the_second_path_changes_numpys_openblas_kernels():
     env = co.second_path_env()
     if "OPENBLAS_CORETYPE" not in env:
         pytest.skip("no OpenBLAS setting on this CPU's second path")
+    import numpy as np
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    if "openblas" not in blas.lower():
+        pytest.skip(f"this NumPy links {blas}, not OpenBLAS: OPENBLAS_CORETYPE does not reach it")
     probe = "import numpy as np; a = np.ones((8, 8)); a @ a"
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, **env, "OPENBLAS_VERBOSE": "2"})

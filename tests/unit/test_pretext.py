@@ -200,6 +200,8 @@ def test_layer_features_in_double_precision_leave_the_encoder_as_it_is():
         assert f64.dtype == torch.float64 and f32.dtype == torch.float32
         torch.testing.assert_close(f64.float(), f32, rtol=1e-5, atol=1e-6)
     assert all(p.dtype == torch.float32 for p in enc.parameters())  # the caller's encoder is untouched
+    with pytest.raises(ValueError, match="float64"):
+        layer_features(enc, x, device="cpu", dtype=torch.bfloat16)
 
 
 def test_probe_layers_scores_both_layers_on_the_given_split(images):
