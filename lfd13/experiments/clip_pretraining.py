@@ -42,6 +42,9 @@ NAME = "clip"
 DESIGN_NAME = "clip-design"
 DESIGN_RESULT = "clip_design"  # lfd13/results/clip_design.json
 SCALING_NAME = "clip-scaling"
+# Rungs the design search may add to its rate grid (each a full training run): a search whose validation
+# accuracy saturates (ties go to the first rate) would otherwise extend downward forever.
+MAX_LR_EXTENSIONS = 4
 SCALING_RESULT = "clip_scaling"  # lfd13/results/clip_scaling.json
 
 #: The prompt templates of zero-shot classification: two of the training captions' templates, averaged.
@@ -168,9 +171,9 @@ def run_design(settings: DesignSettings = DESIGN_SETTINGS, *, device: Any = None
     lr, tint = settings.recipe.lr, settings.tints[0]
     pool = max(settings.pools, key=lambda p: score(p, lr, tint))
     lrs = list(settings.lrs)
-    while True:  # extend the rate grid until the best rate is inside it
+    for extension in range(MAX_LR_EXTENSIONS + 1):  # extend the rate grid until the best rate is inside it
         lr = max(lrs, key=lambda r: score(pool, r, tint))
-        if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]):
+        if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]) or extension == MAX_LR_EXTENSIONS:
             break
         lrs = [lrs[0] ** 2 / lrs[1]] + lrs if lr == lrs[0] else lrs + [lrs[-1] ** 2 / lrs[-2]]
         lrs = [float(f"{r:.3g}") for r in lrs]
